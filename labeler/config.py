@@ -1,0 +1,285 @@
+"""Task configuration: one TOML file per task, validated with errors that name the key.
+
+Paths inside the file are relative to the file. API keys are never read from the file: `api_key_env`
+names the environment variable that holds the key. `OPENAI_BASE_URL` / `OPENAI_API_KEY` in the
+environment override the default member's endpoint, as the openai client does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from labeler.errors import ConfigError
+from labeler.types import Example, LabelDef
+
+LOCAL = "local"  # base_url value that means: the embedded llama.cpp server labeler starts for you
+CONFIDENCE_METHODS = ("logprob", "verbalized", "consistency")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One model behind one OpenAI-compatible server, and how to talk to it."""
+
+    base_url: str = LOCAL
+    model: str = "gemma3-270m"
+    api_key_env: str = "OPENAI_API_KEY"
+    profile: str = "auto"
+    max_output_tokens: int = 16
+    temperature: float = 0.0
+    timeout: float = 60.0
+    concurrency: int = 2
+    requests_per_minute: float = 0.0  # 0 = no limit
+    tokens_per_minute: float = 0.0
+    price_input_per_1m: float = 0.0
+    price_output_per_1m: float = 0.0
+    seed: int | None = None
+
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env, "") or "not-needed"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One ensemble member: an endpoint, a template and sampling params."""
+
+    name: str
+    endpoint: Endpoint
+    template: Path
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+
+
+@dataclass(frozen=True)
+class ConfidenceConfig:
+    methods: tuple[str, ...] = ("logprob",)
+    samples: int = 5
+    sample_temperature: float = 0.8
+    combine: str = "weighted"  # ensemble vote: "majority" or "weighted"
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    low_confidence: float = 0.6
+    min_vote_share: float = 0.67
+    max_divergence: float = 0.2
+    audit_fraction: float = 0.05
+    seed: int = 0
+    max_items: int | None = None
+    max_dollars: float | None = None
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    price_per_label: float = 0.10  # dollars per human label
+    seconds_per_label: float = 30.0
+    show_suggestion: bool = True
+    reasons: tuple[str, ...] = ("guideline gap", "ambiguous", "model error", "other")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str
+    path: Path  # the TOML file itself
+    labels: tuple[LabelDef, ...]
+    examples: tuple[Example, ...]
+    instructions: str
+    input_path: Path | None
+    id_column: str
+    text_column: str
+    gold_column: str | None
+    max_input_tokens: int
+    members: tuple[Member, ...]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the parsed TOML, for the manifest
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
+    @property
+    def primary(self) -> Member:
+        return self.members[0]
+
+
+_TOP_KEYS = {"task", "labels", "input", "model", "members", "retry", "confidence", "routing", "review"}
+_TASK_KEYS = {"name", "template", "instructions", "examples"}
+_INPUT_KEYS = {"path", "id_column", "text_column", "gold_column", "max_input_tokens"}
+_ENDPOINT_KEYS = set(Endpoint.__dataclass_fields__)
+
+
+def _check_keys(section: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[{section}] must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {section + '.' if section else ''}{unknown[0]}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _typed(section: str, key: str, value: Any, want: type, *, minimum: float | None = None) -> Any:
+    name = f"{section}.{key}"
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if want is int and isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if not isinstance(value, want):
+        raise ConfigError(f"{name} must be {want.__name__}, got {value!r}")
+    if minimum is not None and value < minimum  # type: ignore[operator]:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _dataclass_from(section: str, table: Mapping[str, Any], base: Any) -> Any:
+    """Override the fields of dataclass instance `base` from `table`, checking names and types."""
+    fields = base.__dataclass_fields__
+    _check_keys(section, table, set(fields))
+    updates: dict[str, Any] = {}
+    for key, value in table.items():
+        current = getattr(base, key)
+        if isinstance(current, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{section}.{key} must be a list of strings")
+            updates[key] = tuple(value)
+        elif current is None or key == "seed":
+            if value is not None and not isinstance(value, int | float):
+                raise ConfigError(f"{section}.{key} must be a number, got {value!r}")
+            updates[key] = value
+        else:
+            minimum = 0 if isinstance(current, int | float) and not isinstance(current, bool) else None
+            updates[key] = _typed(section, key, value, type(current), minimum=minimum)
+    return replace(base, **updates)
+
+
+def _endpoint(section: str, table: Mapping[str, Any], base: Endpoint) -> Endpoint:
+    ep: Endpoint = _dataclass_from(section, table, base)
+    if ep.concurrency < 1:
+        raise ConfigError(f"{section}.concurrency must be >= 1, got {ep.concurrency}")
+    if ep.max_output_tokens < 1:
+        raise ConfigError(f"{section}.max_output_tokens must be >= 1")
+    return ep
+
+
+def _examples(value: Any, base_dir: Path, label_names: set[str]) -> tuple[Example, ...]:
+    rows: list[Mapping[str, Any]]
+    if isinstance(value, str):
+        path = (base_dir / value).resolve()
+        if not path.exists():
+            raise ConfigError(f"task.examples: file {path} not found; fix the path (relative to the config)")
+        with path.open(encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+    elif isinstance(value, list):
+        rows = value
+    else:
+        raise ConfigError("task.examples must be a JSONL file path or a list of {text, label} tables")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping) or set(row) != {"text", "label"}:
+            raise ConfigError(f"task.examples[{i}] must have exactly the keys text and label")
+        if row["label"] not in label_names:
+            raise ConfigError(f"task.examples[{i}] has label {row['label']!r}, which is not in [[labels]]")
+        out.append(Example(text=str(row["text"]), label=str(row["label"])))
+    return tuple(out)
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> TaskConfig:
+    """Read and validate a task config. `env` defaults to os.environ (for OPENAI_BASE_URL)."""
+    env = os.environ if env is None else env
+    path = Path(path).resolve()
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found; pass the path of a task TOML file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name} is not valid TOML: {exc}") from None
+    base_dir = path.parent
+    _check_keys("", raw, _TOP_KEYS)
+
+    task = raw.get("task")
+    if task is None:
+        raise ConfigError("missing [task] table; add [task] with name and template")
+    _check_keys("task", task, _TASK_KEYS)
+    for key in ("name", "template"):
+        if key not in task:
+            raise ConfigError(f"missing task.{key}")
+    name = _typed("task", "name", task["name"], str)
+    instructions = _typed("task", "instructions", task.get("instructions", ""), str)
+
+    labels_raw = raw.get("labels")
+    if not isinstance(labels_raw, list) or len(labels_raw) < 2:
+        raise ConfigError("[[labels]] must list at least two labels, each with name and description")
+    labels = []
+    for i, lab in enumerate(labels_raw):
+        _check_keys(f"labels[{i}]", lab, {"name", "description"})
+        if not isinstance(lab.get("name"), str) or not lab["name"].strip():
+            raise ConfigError(f"labels[{i}].name must be a non-empty string")
+        labels.append(LabelDef(lab["name"], str(lab.get("description", ""))))
+    names = [lab.name for lab in labels]
+    if len(set(n.lower() for n in names)) != len(names):
+        raise ConfigError("labels: names must be unique (ignoring case)")
+    examples = _examples(task.get("examples", []), base_dir, set(names))
+
+    inp = raw.get("input", {})
+    _check_keys("input", inp, _INPUT_KEYS)
+    input_path = (base_dir / inp["path"]).resolve() if "path" in inp else None
+    max_input_tokens = _typed("input", "max_input_tokens", inp.get("max_input_tokens", 1024), int, minimum=16)
+
+    base_ep = _endpoint("model", raw.get("model", {}), Endpoint())
+    if env.get("OPENAI_BASE_URL"):
+        base_ep = replace(base_ep, base_url=env["OPENAI_BASE_URL"])
+    template = (base_dir / task["template"]).resolve()
+    members = [Member(name="default", endpoint=base_ep, template=template)]
+    for i, m in enumerate(raw.get("members", [])):
+        section = f"members[{i}]"
+        m = dict(m)
+        mname = m.pop("name", f"member{i + 1}")
+        mtemplate = (base_dir / m.pop("template")).resolve() if "template" in m else template
+        members.append(Member(name=str(mname), endpoint=_endpoint(section, m, base_ep), template=mtemplate))
+    if len({m.name for m in members}) != len(members):
+        raise ConfigError("members: names must be unique and not 'default'")
+    for m in members:
+        if not m.template.exists():
+            raise ConfigError(f"template {m.template} not found; fix task.template (relative to the config)")
+
+    confidence: ConfidenceConfig = _dataclass_from("confidence", raw.get("confidence", {}), ConfidenceConfig())
+    bad = [m for m in confidence.methods if m not in CONFIDENCE_METHODS]
+    if bad:
+        raise ConfigError(f"confidence.methods: unknown method {bad[0]!r}; use {', '.join(CONFIDENCE_METHODS)}")
+    if confidence.combine not in ("majority", "weighted"):
+        raise ConfigError("confidence.combine must be 'majority' or 'weighted'")
+    routing: RoutingConfig = _dataclass_from("routing", raw.get("routing", {}), RoutingConfig())
+    if not 0.0 <= routing.audit_fraction <= 0.5:
+        raise ConfigError("routing.audit_fraction must be between 0 and 0.5 (0.05–0.10 is usual)")
+
+    return TaskConfig(
+        name=name,
+        path=path,
+        labels=tuple(labels),
+        examples=examples,
+        instructions=instructions,
+        input_path=input_path,
+        id_column=_typed("input", "id_column", inp.get("id_column", "id"), str),
+        text_column=_typed("input", "text_column", inp.get("text_column", "text"), str),
+        gold_column=inp.get("gold_column"),
+        max_input_tokens=max_input_tokens,
+        members=tuple(members),
+        retry=_dataclass_from("retry", raw.get("retry", {}), RetryPolicy()),
+        confidence=confidence,
+        routing=routing,
+        review=_dataclass_from("review", raw.get("review", {}), ReviewConfig()),
+        raw=raw,
+    )

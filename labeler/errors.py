@@ -1,0 +1,65 @@
+"""The labeler exception tree.
+
+    LabelerError                 anything a user can act on; the CLI prints str(err) on one line
+    ├── ConfigError              a task config key is missing, unknown or has a bad value
+    ├── InputError               the input file cannot be read as asked (columns, ids, encoding)
+    ├── TemplateError            a prompt template fails to load or render
+    ├── RunStoreError            a run directory is missing, damaged or from another task
+    ├── LocalServerError         the embedded llama.cpp server cannot be built, found or started
+    └── BackendError             a model server answered with an error
+        ├── RetryableError       transient: 429, 5xx, timeout, dropped connection, garbled body
+        └── FatalError           will not get better by retrying: 400, 401, 403, 404, ...
+
+Messages name the fix. Backend errors are translated from SDK errors in exactly one place
+(`labeler.backends.translate_error`).
+"""
+
+from __future__ import annotations
+
+
+class LabelerError(Exception):
+    """Base class: an error the user can act on."""
+
+
+class ConfigError(LabelerError):
+    pass
+
+
+class InputError(LabelerError):
+    pass
+
+
+class TemplateError(LabelerError):
+    pass
+
+
+class RunStoreError(LabelerError):
+    pass
+
+
+class LocalServerError(LabelerError):
+    pass
+
+
+class BackendError(LabelerError):
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+
+
+class RetryableError(BackendError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, request_id=request_id)
+        self.retry_after = retry_after
+
+
+class FatalError(BackendError):
+    pass

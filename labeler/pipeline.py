@@ -1,0 +1,194 @@
+"""Runs from start to end: create or reopen the run directory, ingest the corpus, start the backends
+(including the embedded local server when a member's base_url is "local"), label, summarise."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from labeler import __version__
+from labeler.backends import Backend, OpenAIBackend
+from labeler.config import LOCAL, TaskConfig, load_config
+from labeler.errors import RunStoreError
+from labeler.inputs import read_rows
+from labeler.profiles import profile_for
+from labeler.progress import Progress
+from labeler.prompts import RequestBuilder, load_template
+from labeler.runner import RunSummary, label_pending
+from labeler.store import Cache, RunStore
+
+
+def new_run_id(task: TaskConfig) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{task.name}"
+
+
+def cache_path(run_dir: Path) -> Path:
+    env = os.environ.get("LABELER_CACHE")
+    return Path(env) if env else run_dir.resolve().parent / "cache.sqlite"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def template_hashes(task: TaskConfig) -> dict[str, str]:
+    return {m.name: load_template(m.template).hash for m in task.members}
+
+
+def build_manifest(task: TaskConfig, input_path: Path, run_id: str) -> dict[str, Any]:
+    members = []
+    for m in task.members:
+        builder = RequestBuilder.for_member(task, m)
+        params = builder.build("…").params()
+        params.pop("grammar", None)
+        members.append(
+            {
+                "name": m.name,
+                "endpoint": {k: v for k, v in asdict(m.endpoint).items() if k != "api_key_env"},
+                "profile": profile_for(m.endpoint).name,
+                "template": str(m.template),
+                "template_hash": builder.template.hash,
+                "params": params,
+            }
+        )
+    return {
+        "run_id": run_id,
+        "task": task.name,
+        "config_path": str(task.path),
+        "config": task.raw,
+        "labels": list(task.label_names),
+        "input": {"path": str(input_path), "sha256": _file_sha256(input_path)},
+        "members": members,
+        "labeler_version": __version__,
+        "python": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+@contextlib.asynccontextmanager
+async def open_backends(task: TaskConfig) -> AsyncIterator[dict[str, Backend]]:
+    """One backend per member; the embedded server is started once per local model, and stopped."""
+    from labeler.local import LocalServer
+
+    async with contextlib.AsyncExitStack() as stack:
+        local_urls: dict[str, str] = {}
+        backends: dict[str, Backend] = {}
+        for m in task.members:
+            ep = m.endpoint
+            base_url = ep.base_url
+            if base_url == LOCAL:
+                if ep.model not in local_urls:
+                    local_urls[ep.model] = await stack.enter_async_context(LocalServer(ep.model))
+                base_url = local_urls[ep.model]
+            backend = OpenAIBackend(base_url=base_url, api_key=ep.api_key(), timeout=ep.timeout)
+            stack.push_async_callback(backend.aclose)
+            backends[m.name] = backend
+        yield backends
+
+
+def summarize(store: RunStore, seconds: float) -> RunSummary:
+    t = store.totals()
+    return RunSummary(
+        counts=store.status_counts(),
+        input_tokens=int(t["input_tokens"]),
+        output_tokens=int(t["output_tokens"]),
+        cost=float(t["cost"]),
+        cached=int(t["cached"]),
+        seconds=seconds,
+    )
+
+
+async def _label(
+    task: TaskConfig, store: RunStore, *, limit: int | None, retry_failed: bool, show_progress: bool
+) -> RunSummary:
+    cache = Cache(cache_path(store.run_dir))
+    start = time.monotonic()
+    try:
+        pending = sum(1 for m in task.members for _ in store.pending(m.name, retry_failed=retry_failed))
+        total = pending if limit is None else min(pending, limit * len(task.members))
+        progress = Progress(total) if show_progress else None
+        async with open_backends(task) as backends:
+            try:
+                await label_pending(
+                    task, store, cache, backends, limit=limit, retry_failed=retry_failed, progress=progress
+                )
+            finally:
+                if progress is not None:
+                    progress.finish()
+    finally:
+        cache.close()
+    return summarize(store, time.monotonic() - start)
+
+
+async def start_run(
+    task: TaskConfig,
+    *,
+    input_path: Path | None = None,
+    run_dir: Path | None = None,
+    limit: int | None = None,
+    show_progress: bool = True,
+) -> tuple[Path, RunSummary]:
+    input_path = input_path or task.input_path
+    if input_path is None:
+        raise RunStoreError("no input: set input.path in the config or pass --input FILE")
+    run_id = new_run_id(task)
+    run_dir = run_dir or Path("runs") / run_id
+    rows = read_rows(input_path, id_column=task.id_column, text_column=task.text_column, gold_column=task.gold_column)
+    first = next(rows)  # reads and checks the header before anything is written
+    manifest = build_manifest(task, input_path, run_dir.name)
+    store = RunStore.create(run_dir, manifest)
+    try:
+        store.ingest(_chain(first, rows), members=[m.name for m in task.members])
+        summary = await _label(task, store, limit=limit, retry_failed=False, show_progress=show_progress)
+    finally:
+        store.close()
+    return run_dir, summary
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+def load_run_task(store: RunStore) -> TaskConfig:
+    """The task config a run was started with, checked against the manifest's template hashes."""
+    manifest = store.manifest
+    task = load_config(manifest["config_path"])
+    now = template_hashes(task)
+    then = {m["name"]: m["template_hash"] for m in manifest["members"]}
+    if now != then:
+        raise RunStoreError(
+            f"the templates changed since {store.run_dir.name} started ({then} → {now}); start a new run "
+            "(answers already paid for come from the cache)"
+        )
+    return task
+
+
+async def resume_run(
+    run_dir: Path, *, limit: int | None = None, retry_failed: bool = True, show_progress: bool = True
+) -> RunSummary:
+    store = RunStore.open(run_dir)
+    try:
+        task = load_run_task(store)
+        if store.get_meta("ingested") != "1":  # killed while ingesting: the transaction rolled back
+            input_path = Path(store.manifest["input"]["path"])
+            store.ingest(
+                read_rows(
+                    input_path, id_column=task.id_column, text_column=task.text_column, gold_column=task.gold_column
+                ),
+                members=[m.name for m in task.members],
+            )
+        return await _label(task, store, limit=limit, retry_failed=retry_failed, show_progress=show_progress)
+    finally:
+        store.close()

@@ -1,0 +1,57 @@
+"""Progress: a one-line bar on a terminal (done/total, labels/s, ETA, dollars so far), plain log
+lines every few seconds otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, total: int, *, stream: TextIO | None = None, every: float | None = None) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = every if every is not None else (0.2 if self.tty else 10.0)
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.done = 0
+        self.failed = 0
+        self.cached = 0
+        self.dollars = 0.0
+
+    def update(self, *, status: str, cost: float, cached: bool) -> None:
+        self.done += 1
+        self.failed += status == "failed"
+        self.cached += cached
+        self.dollars += cost
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self._emit(final=False)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        rate = self.done / elapsed
+        left = max(self.total - self.done, 0)
+        eta = left / rate if rate > 0 else float("inf")
+        eta_s = "--" if eta == float("inf") else time.strftime("%H:%M:%S", time.gmtime(eta))
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        return (
+            f"{self.done}/{self.total} ({pct:.0f}%)  {rate:.1f} labels/s  ETA {eta_s}  "
+            f"${self.dollars:.4f}  failed {self.failed}  cached {self.cached}"
+        )
+
+    def _emit(self, *, final: bool) -> None:
+        if self.tty:
+            width = 30
+            filled = int(width * self.done / self.total) if self.total else width
+            bar = "#" * filled + "-" * (width - filled)
+            self.stream.write(f"\r[{bar}] {self.line()}" + ("\n" if final else ""))
+        else:
+            self.stream.write(f"progress: {self.line()}\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self._emit(final=True)

@@ -1,0 +1,176 @@
+"""Guidelines as prompts: Jinja2 templates in prompts/ rendered into chat requests.
+
+Templates run in a sandboxed environment where an undefined variable is an error. A template renders
+to text; lines `[[system]]`, `[[user]]` and `[[assistant]]` start messages (few-shot turns can be
+written as user/assistant pairs). A template without markers is one user message: a completion-style
+prompt for a base model, sent to a server whose chat template only concatenates contents.
+
+Variables: task (name), instructions, labels (name, description), label_names, examples (text,
+label), text, answer ("json" or "label"), verbalized (bool: ask for a confidence in the JSON).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from labeler.config import Member, TaskConfig
+from labeler.errors import TemplateError
+from labeler.profiles import ModelProfile, profile_for
+from labeler.types import Message, Request
+
+_MARKER = re.compile(r"^\[\[(system|user|assistant)\]\]\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Template:
+    path: Path
+    source: str
+    compiled: jinja2.Template
+
+    @property
+    def hash(self) -> str:
+        return template_hash(self.source)
+
+
+def template_hash(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+_ENV = ImmutableSandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True
+)
+
+
+@functools.lru_cache(maxsize=32)
+def load_template(path: Path) -> Template:
+    try:
+        source = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TemplateError(f"cannot read template {path}: {exc.strerror}; fix task.template") from None
+    try:
+        compiled = _ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{path.name} line {exc.lineno}: {exc.message}; fix the template") from None
+    return Template(path=path, source=source, compiled=compiled)
+
+
+def split_messages(rendered: str) -> tuple[Message, ...]:
+    parts = _MARKER.split(rendered)
+    if len(parts) == 1:
+        return (Message("user", rendered.strip()),)
+    if parts[0].strip():
+        raise TemplateError("text before the first [[role]] marker; start the template with [[system]] or [[user]]")
+    msgs = []
+    for role, content in zip(parts[1::2], parts[2::2], strict=True):
+        msgs.append(Message(role, content.strip()))  # type: ignore[arg-type]
+    return tuple(msgs)
+
+
+def answer_format(task: TaskConfig, profile: ModelProfile) -> str:
+    return "json" if "verbalized" in task.confidence.methods else profile.answer
+
+
+def template_vars(task: TaskConfig, profile: ModelProfile, text: str) -> dict[str, Any]:
+    return {
+        "task": task.name,
+        "instructions": task.instructions,
+        "labels": [{"name": lab.name, "description": lab.description} for lab in task.labels],
+        "label_names": list(task.label_names),
+        "examples": [{"text": e.text, "label": e.label} for e in task.examples],
+        "text": text,
+        "answer": answer_format(task, profile),
+        "verbalized": "verbalized" in task.confidence.methods,
+    }
+
+
+def render(template: Template, variables: dict[str, Any]) -> tuple[Message, ...]:
+    try:
+        rendered = template.compiled.render(**variables)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"{template.path.name}: {exc.message}; use only: {', '.join(sorted(variables))}") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{template.path.name}: {exc}; fix the template") from None
+    return split_messages(rendered)
+
+
+def _gbnf_literal(s: str) -> str:
+    return json.dumps(s)  # GBNF string literals take JSON-style escapes
+
+
+def label_grammar(labels: tuple[str, ...], answer: str, verbalized: bool) -> str:
+    alts = " | ".join(_gbnf_literal(name) for name in labels)
+    if answer == "label":
+        return f"root ::= {alts}\n"
+    conf = ' ", \\"confidence\\": " num' if verbalized else ""
+    return (
+        f'root ::= "{{\\"label\\": \\"" label "\\""{conf} "}}"\n'
+        f"label ::= {alts}\n"
+        'num ::= ("0" ("." [0-9] [0-9]?)?) | "1" (".0")?\n'
+    )
+
+
+def json_schema(labels: tuple[str, ...], verbalized: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {"label": {"type": "string", "enum": list(labels)}}
+    required = ["label"]
+    if verbalized:
+        props["confidence"] = {"type": "number", "minimum": 0, "maximum": 1}
+        required.append("confidence")
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "label_answer",
+            "strict": True,
+            "schema": {"type": "object", "properties": props, "required": required, "additionalProperties": False},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class RequestBuilder:
+    """Turns an item's text into the Request for one member. Built once per member per run."""
+
+    task: TaskConfig
+    member: Member
+    template: Template
+    profile: ModelProfile
+
+    @classmethod
+    def for_member(cls, task: TaskConfig, member: Member) -> RequestBuilder:
+        return cls(task, member, load_template(member.template), profile_for(member.endpoint))
+
+    def messages(self, text: str) -> tuple[Message, ...]:
+        return render(self.template, template_vars(self.task, self.profile, text))
+
+    def build(self, text: str, *, temperature: float | None = None, n: int = 1, seed: int | None = None) -> Request:
+        ep = self.member.endpoint
+        answer = answer_format(self.task, self.profile)
+        verbalized = "verbalized" in self.task.confidence.methods
+        fmt = None
+        grammar = None
+        if self.profile.structured == "json_schema":
+            fmt = json_schema(self.task.label_names, verbalized)
+        elif self.profile.structured == "grammar":
+            grammar = label_grammar(self.task.label_names, answer, verbalized)
+        want_logprobs = self.profile.logprobs and "logprob" in self.task.confidence.methods
+        return Request(
+            model=ep.model,
+            messages=self.messages(text),
+            max_tokens=ep.max_output_tokens,
+            temperature=ep.temperature if temperature is None else temperature,
+            n=n,
+            logprobs=want_logprobs,
+            top_logprobs=self.profile.top_logprobs if want_logprobs else 0,
+            response_format=fmt,
+            grammar=grammar,
+            stop=self.profile.stop,
+            seed=ep.seed if seed is None else seed,
+        )

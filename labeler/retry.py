@@ -1,0 +1,108 @@
+"""The one retry layer, and the limits on how fast we ask.
+
+`call_with_retry` retries RetryableError only, with jittered exponential backoff capped at
+`max_wait`, honouring a server's retry-after when it is longer. Everything else propagates at once.
+`Limiter` bounds requests in flight (a semaphore) and requests and tokens per minute (two token
+buckets refilled continuously).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from labeler.config import RetryPolicy
+from labeler.errors import RetryableError
+
+T = TypeVar("T")
+
+
+class _WaitRetryAfter:
+    """Jittered exponential backoff, but never shorter than the server's retry-after (capped)."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.backoff = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = self.backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            wait = max(wait, min(exc.retry_after, self.policy.max_wait))
+        return float(wait)
+
+
+async def call_with_retry(
+    fn: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    on_retry: Callable[[RetryableError, int], None] | None = None,
+) -> tuple[T, int]:
+    """Run `fn` until it succeeds or a non-retryable error or the attempt cap. Returns (result, attempts)."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if on_retry is not None and isinstance(exc, RetryableError):
+            on_retry(exc, state.attempt_number)
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(RetryableError),
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=_WaitRetryAfter(policy),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    attempts = 0
+    async for attempt in retrying:
+        with attempt:
+            attempts = attempt.retry_state.attempt_number
+            result = await fn()
+    return result, attempts
+
+
+class TokenBucket:
+    """`rate` units per minute, up to one minute's worth banked. rate <= 0 means no limit."""
+
+    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(per_minute, 1.0)
+        self.level = self.capacity if per_minute > 0 else 0.0
+        self.clock = clock
+        self.stamp = clock()
+        self.lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    async def take(self, amount: float) -> None:
+        if self.rate <= 0:
+            return
+        amount = min(amount, self.capacity)  # a request bigger than a minute's budget still goes, alone
+        async with self.lock:
+            self._refill()
+            while self.level < amount:
+                await asyncio.sleep((amount - self.level) / self.rate)
+                self._refill()
+            self.level -= amount
+
+
+class Limiter:
+    def __init__(self, concurrency: int, requests_per_minute: float = 0.0, tokens_per_minute: float = 0.0) -> None:
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.requests = TokenBucket(requests_per_minute)
+        self.tokens = TokenBucket(tokens_per_minute)
+
+    @asynccontextmanager
+    async def slot(self, tokens: int) -> AsyncIterator[None]:
+        async with self.semaphore:
+            await self.requests.take(1)
+            await self.tokens.take(tokens)
+            yield

@@ -1,0 +1,259 @@
+"""Labeling: every pending item of every member, concurrently, each result stored as it arrives.
+
+For one item and one member: truncate the text to the token budget, build the request, take the
+answer from the cache or from the backend (through the limiter and the retry layer), parse it,
+re-ask once if it is not a label, draw self-consistency samples if asked, and write one ItemResult
+(labeled, or failed with the raw output and the reason). Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+
+from labeler import tokens
+from labeler.backends import Backend
+from labeler.confidence import pick_confidence, verbalized_dist, vote_dist
+from labeler.config import Member, TaskConfig
+from labeler.errors import BackendError, FatalError, LabelerError, RetryableError
+from labeler.parse import parse_choice
+from labeler.progress import Progress
+from labeler.prompts import RequestBuilder, answer_format
+from labeler.retry import Limiter, call_with_retry
+from labeler.store import Cache, RunStore
+from labeler.types import Answer, Completion, Item, ItemResult, Message, Request
+
+log = logging.getLogger(__name__)
+
+ABORT_STATUSES = {401, 403, 404}  # every further request would fail the same way
+
+
+@dataclass
+class Spend:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    attempts: int = 0
+    cached: bool = True  # stays True only if every completion came from the cache
+
+
+@dataclass
+class MemberWorker:
+    task: TaskConfig
+    member: Member
+    backend: Backend
+    cache: Cache
+    builder: RequestBuilder = field(init=False)
+    limiter: Limiter = field(init=False)
+    consecutive_failures: int = 0
+
+    def __post_init__(self) -> None:
+        ep = self.member.endpoint
+        self.builder = RequestBuilder.for_member(self.task, self.member)
+        self.limiter = Limiter(ep.concurrency, ep.requests_per_minute, ep.tokens_per_minute)
+        self.json_answer = answer_format(self.task, self.builder.profile) == "json"
+        self.labels = self.task.label_names
+
+    async def _complete(self, request: Request, spend: Spend) -> tuple[Completion, str]:
+        key = request.cache_key()
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit, key
+        est = tokens.count("".join(m.content for m in request.messages), request.model) + request.max_tokens
+        ep = self.member.endpoint
+
+        async def once() -> Completion:
+            async with self.limiter.slot(est):
+                return await self.backend.complete(request)
+
+        def on_retry(exc: RetryableError, attempt: int) -> None:
+            log.debug("retrying (%d) after: %s", attempt, exc)
+
+        completion, attempts = await call_with_retry(once, self.task.retry, on_retry=on_retry)
+        spend.cached = False
+        spend.attempts += attempts
+        spend.input_tokens += completion.input_tokens
+        spend.output_tokens += completion.output_tokens
+        spend.cost += (
+            completion.input_tokens * ep.price_input_per_1m + completion.output_tokens * ep.price_output_per_1m
+        ) / 1e6
+        return completion, key
+
+    async def _ask(self, request: Request, spend: Spend) -> tuple[Answer, str | None]:
+        """The first choice's answer, re-asking once if it is not a label. Caches only parsed answers."""
+        completion, key = await self._complete(request, spend)
+        answer = parse_choice(completion.choices[0], self.labels, json_answer=self.json_answer)
+        if answer.label is not None:
+            self.cache.put(key, completion)
+            return answer, key
+        reask = replace(
+            request,
+            messages=(
+                *request.messages,
+                Message("assistant", answer.raw),
+                Message("user", f"That is not a valid answer. Answer with exactly one of: {', '.join(self.labels)}."),
+            ),
+        )
+        completion2, key2 = await self._complete(reask, spend)
+        answer2 = parse_choice(completion2.choices[0], self.labels, json_answer=self.json_answer)
+        if answer2.label is not None:
+            self.cache.put(key2, completion2)
+            return answer2, key2
+        reason = f"unparseable after one re-ask: {answer2.error}"
+        return replace(answer2, error=reason), None
+
+    async def _samples(self, text: str, spend: Spend) -> list[str | None]:
+        cfg = self.task.confidence
+        prof = self.builder.profile
+        if prof.supports_n:
+            req = self.builder.build(text, temperature=cfg.sample_temperature, n=cfg.samples, seed=None)
+            completion, key = await self._complete(req, spend)
+            votes = [parse_choice(c, self.labels, json_answer=self.json_answer).label for c in completion.choices]
+            if any(v is not None for v in votes):
+                self.cache.put(key, completion)
+            return votes
+        reqs = [self.builder.build(text, temperature=cfg.sample_temperature, seed=i + 1) for i in range(cfg.samples)]
+        answers = await asyncio.gather(*(self._ask_quiet(r, spend) for r in reqs))
+        return list(answers)
+
+    async def _ask_quiet(self, request: Request, spend: Spend) -> str | None:
+        completion, key = await self._complete(request, spend)
+        label = parse_choice(completion.choices[0], self.labels, json_answer=self.json_answer).label
+        if label is not None:
+            self.cache.put(key, completion)
+        return label
+
+    async def label(self, item: Item) -> ItemResult:
+        ep = self.member.endpoint
+        text, truncated = tokens.truncate(item.text, self.task.max_input_tokens, ep.model)
+        spend = Spend()
+        base = ItemResult(item_id=item.id, member=self.member.name, status="failed", model=ep.model)
+        try:
+            answer, key = await self._ask(self.builder.build(text), spend)
+            dists: dict[str, Mapping[str, float]] = {}
+            methods = self.task.confidence.methods
+            if answer.label is not None:
+                if "logprob" in methods and answer.label_probs is not None:
+                    dists["logprob"] = dict(answer.label_probs)
+                if "verbalized" in methods and answer.verbalized is not None:
+                    dists["verbalized"] = verbalized_dist(answer.label, answer.verbalized, self.labels)
+                if "consistency" in methods:
+                    votes = dist = vote_dist(await self._samples(text, spend), self.labels)
+                    if votes is not None:
+                        dists["consistency"] = dist  # type: ignore[assignment]
+        except FatalError as exc:
+            if exc.status in ABORT_STATUSES:
+                raise
+            return self._done(replace(base, reason=str(exc)), spend)
+        except RetryableError as exc:
+            return self._done(
+                replace(base, reason=f"gave up after {self.task.retry.max_attempts} attempts: {exc}"), spend
+            )
+        if answer.label is None:
+            return self._done(replace(base, reason=answer.error, raw=answer.raw), spend)
+        result = replace(
+            base,
+            status="labeled",
+            label=answer.label,
+            confidence=pick_confidence(answer.label, dists, self.task.confidence.methods),
+            distributions=dists,
+            raw=answer.raw,
+            cache_key=key,
+            reason="input truncated to the token budget" if truncated else None,
+        )
+        return self._done(result, spend)
+
+    def _done(self, result: ItemResult, spend: Spend) -> ItemResult:
+        return replace(
+            result,
+            input_tokens=spend.input_tokens,
+            output_tokens=spend.output_tokens,
+            cost=spend.cost,
+            attempts=spend.attempts,
+            cached=spend.cached and spend.attempts == 0 and result.status == "labeled",
+        )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    counts: Mapping[str, int]
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    cached: int
+    seconds: float
+
+
+def _take(it: Iterator[Item], limit: int | None) -> Iterator[Item]:
+    for n, item in enumerate(it):
+        if limit is not None and n >= limit:
+            return
+        yield item
+
+
+async def label_pending(
+    task: TaskConfig,
+    store: RunStore,
+    cache: Cache,
+    backends: Mapping[str, Backend],
+    *,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    progress: Progress | None = None,
+    breaker: int = 25,
+) -> None:
+    """Label every pending (item, member) pair. Raises BackendError if a member's server keeps failing
+    (`breaker` items in a row) or rejects us outright; what was stored so far stays stored."""
+
+    async def run_member(member: Member) -> None:
+        worker = MemberWorker(task, member, backends[member.name], cache)
+        it = _take(store.pending(member.name, retry_failed=retry_failed), limit)
+        flagged: set[str] = set()
+
+        async def loop() -> None:
+            for item in it:  # workers share one iterator; next() never awaits, so no item is taken twice
+                result = await worker.label(item)
+                store.put_result(result)
+                if result.reason and "truncated" in result.reason and item.id not in flagged:
+                    flagged.add(item.id)
+                    store.set_flags(item.id, (*item.flags, "truncated"))
+                if progress is not None:
+                    progress.update(status=result.status, cost=result.cost, cached=result.cached)
+                if result.status == "failed" and result.reason and result.reason.startswith("gave up"):
+                    worker.consecutive_failures += 1
+                    if worker.consecutive_failures >= breaker:
+                        raise BackendError(
+                            f"{member.endpoint.base_url} failed {breaker} items in a row ({result.reason}); "
+                            f"check the server, then `labeler resume {store.run_dir}`"
+                        )
+                else:
+                    worker.consecutive_failures = 0
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(member.endpoint.concurrency):
+                tg.create_task(loop())
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for m in task.members:
+                tg.create_task(run_member(m))
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from None
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error to show from a task group: a LabelerError if there is one, else the first."""
+    flat: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(reversed(exc.exceptions))
+        else:
+            flat.append(exc)
+    for exc in flat:
+        if isinstance(exc, LabelerError):
+            return exc
+    return flat[0]

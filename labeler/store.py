@@ -1,0 +1,244 @@
+"""Durable runs and the shared response cache, both SQLite in WAL mode.
+
+    runs/<run-id>/manifest.json   config, template hashes, models, params, version: written first
+    runs/<run-id>/run.sqlite      items (the ingested corpus) and one result row per (item, member),
+                                  committed as soon as it exists; later stages add their own tables
+    <runs root>/cache.sqlite      responses keyed by Request.cache_key(), shared by all runs
+
+A process killed at any point loses at most the answers in flight. Schema changes are numbered
+migrations applied in order (PRAGMA user_version). Reads stream in batches, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from labeler.errors import InputError, RunStoreError
+from labeler.inputs import Row
+from labeler.types import Completion, Item, ItemResult
+
+MIGRATIONS: list[str] = [
+    # 1: the corpus and per-member results
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE items (
+        ord INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL,
+        flags TEXT NOT NULL DEFAULT '', gold TEXT, skip TEXT
+    );
+    CREATE TABLE results (
+        item_id TEXT NOT NULL, member TEXT NOT NULL, status TEXT NOT NULL,
+        label TEXT, confidence REAL, distributions TEXT NOT NULL DEFAULT '{}',
+        reason TEXT, raw TEXT, model TEXT NOT NULL DEFAULT '',
+        input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0,
+        cache_key TEXT, finished_at REAL NOT NULL,
+        PRIMARY KEY (item_id, member)
+    );
+    """,
+]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash; fsync at checkpoints
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[str]) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for i, script in enumerate(migrations[version:], start=version + 1):
+        conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {i}; COMMIT;")
+
+
+class RunStore:
+    def __init__(self, run_dir: Path, conn: sqlite3.Connection) -> None:
+        self.run_dir = run_dir
+        self.conn = conn
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_dir: Path, manifest: dict[str, Any]) -> RunStore:
+        if (run_dir / "manifest.json").exists():
+            raise RunStoreError(f"{run_dir} already holds a run; use `labeler resume {run_dir}` or another --run-dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / "manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, run_dir / "manifest.json")
+        return cls.open(run_dir)
+
+    @classmethod
+    def open(cls, run_dir: Path) -> RunStore:
+        if not (run_dir / "manifest.json").exists():
+            raise RunStoreError(f"{run_dir} is not a run directory (no manifest.json); pass a runs/<run-id> folder")
+        conn = connect(run_dir / "run.sqlite")
+        migrate(conn, MIGRATIONS)
+        return cls(run_dir, conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.run_dir / "manifest.json").read_text(encoding="utf-8"))
+        return data
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # --- the corpus --------------------------------------------------------------------------
+    def ingest(self, rows: Iterable[Row], *, members: Iterable[str], batch: int = 2000) -> dict[str, int]:
+        """Copy the input into the run, in one transaction (a crash midway leaves no half corpus).
+        Duplicate ids are an InputError naming both rows. Skipped rows get a 'skipped' result."""
+        if self.get_meta("ingested") == "1":
+            raise RunStoreError("this run already holds its corpus")
+        members = list(members)
+        counts = {"items": 0, "skipped": 0, "flagged": 0}
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            c.execute("DELETE FROM items")
+            c.execute("DELETE FROM results")
+            buf: list[Row] = []
+
+            def flush() -> None:
+                try:
+                    c.executemany(
+                        "INSERT INTO items (id, text, flags, gold, skip) VALUES (?, ?, ?, ?, ?)",
+                        [(r.item.id, r.item.text, ",".join(r.item.flags), r.gold, r.skip) for r in buf],
+                    )
+                except sqlite3.IntegrityError:
+                    self._raise_duplicate(buf)
+                now = time.time()
+                c.executemany(
+                    "INSERT INTO results (item_id, member, status, reason, finished_at) VALUES (?, ?, 'skipped', ?, ?)",
+                    [(r.item.id, m, r.skip, now) for r in buf if r.skip for m in members],
+                )
+                buf.clear()
+
+            for row in rows:
+                buf.append(row)
+                counts["items"] += 1
+                counts["skipped"] += row.skip is not None
+                counts["flagged"] += bool(row.item.flags)
+                if len(buf) >= batch:
+                    flush()
+            flush()
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('ingested', '1')")
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return counts
+
+    def _raise_duplicate(self, buf: list[Row]) -> None:
+        seen: dict[str, int] = {}
+        for r in buf:
+            prev = self.conn.execute("SELECT ord FROM items WHERE id = ?", (r.item.id,)).fetchone()
+            first = prev[0] if prev else seen.get(r.item.id)
+            if first is not None:
+                raise InputError(
+                    f"duplicate id {r.item.id!r} (rows {first} and {r.item.row}); make ids unique "
+                    'or set input.id_column = "" to number rows'
+                )
+            seen[r.item.id] = r.item.row
+        raise InputError("duplicate ids in the input; make ids unique")
+
+    def set_flags(self, item_id: str, flags: Iterable[str]) -> None:
+        self.conn.execute("UPDATE items SET flags = ? WHERE id = ?", (",".join(sorted(set(flags))), item_id))
+
+    def pending(self, member: str, *, retry_failed: bool = False, batch: int = 1000) -> Iterator[Item]:
+        """Items with no final result for `member`, in input order, read in batches."""
+        statuses = ("labeled", "skipped") if retry_failed else ("labeled", "skipped", "failed")
+        marks = ",".join("?" * len(statuses))
+        last = 0
+        while True:
+            rows = self.conn.execute(
+                f"SELECT ord, id, text, flags FROM items i WHERE ord > ? AND NOT EXISTS ("
+                f" SELECT 1 FROM results r WHERE r.item_id = i.id AND r.member = ? AND r.status IN ({marks}))"
+                " ORDER BY ord LIMIT ?",
+                (last, member, *statuses, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield Item(id=r["id"], text=r["text"], row=r["ord"], flags=tuple(f for f in r["flags"].split(",") if f))
+            last = rows[-1]["ord"]
+
+    def count_items(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    # --- results -----------------------------------------------------------------------------
+    def put_result(self, r: ItemResult) -> None:
+        d = asdict(r)
+        d["distributions"] = json.dumps(d["distributions"])
+        d["cached"] = int(r.cached)
+        d["finished_at"] = time.time()
+        cols = ",".join(d)
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO results ({cols}) VALUES ({','.join('?' * len(d))})", tuple(d.values())
+        )
+
+    def status_counts(self, member: str | None = None) -> dict[str, int]:
+        q = "SELECT status, COUNT(*) FROM results" + (" WHERE member = ?" if member else "") + " GROUP BY status"
+        return {s: n for s, n in self.conn.execute(q, (member,) if member else ())}
+
+    def totals(self) -> dict[str, float]:
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(input_tokens),0), COALESCE(SUM(output_tokens),0), COALESCE(SUM(cost),0),"
+            " COALESCE(SUM(cached),0) FROM results"
+        ).fetchone()
+        return {"input_tokens": row[0], "output_tokens": row[1], "cost": row[2], "cached": row[3]}
+
+    def iter_results(self, *, member: str | None = None, batch: int = 2000) -> Iterator[sqlite3.Row]:
+        """Result rows joined with their item (text, flags, gold), in input order."""
+        q = (
+            "SELECT i.ord, i.id AS item_id, i.text, i.flags, i.gold, r.* FROM items i"
+            " JOIN results r ON r.item_id = i.id"
+            + (" WHERE r.member = ?" if member else "")
+            + " ORDER BY i.ord, r.member"
+        )
+        cur = self.conn.execute(q, (member,) if member else ())
+        while True:
+            rows = cur.fetchmany(batch)
+            if not rows:
+                return
+            yield from rows
+
+
+class Cache:
+    """Successful completions keyed by Request.cache_key(). Failed answers are never put here."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.conn = connect(path)
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, completion TEXT NOT NULL, created REAL)"
+        )
+
+    def get(self, key: str) -> Completion | None:
+        row = self.conn.execute("SELECT completion FROM cache WHERE key = ?", (key,)).fetchone()
+        return None if row is None else Completion.from_json(row[0])
+
+    def put(self, key: str, completion: Completion) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO cache (key, completion, created) VALUES (?, ?, ?)",
+            (key, completion.to_json(), time.time()),
+        )
+
+    def close(self) -> None:
+        self.conn.close()
