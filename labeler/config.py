@@ -139,7 +139,7 @@ def _typed(section: str, key: str, value: Any, want: type, *, minimum: float | N
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     if not isinstance(value, want):
         raise ConfigError(f"{name} must be {want.__name__}, got {value!r}")
-    if minimum is not None and value < minimum  # type: ignore[operator]:
+    if minimum is not None and value < minimum:  # type: ignore[operator]
         raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
     return value
 
