@@ -50,7 +50,8 @@ class Member:
 
     name: str
     endpoint: Endpoint
-    template: Path
+    template: Path  # for instruction-tuned chat models
+    completion_template: Path | None = None  # for base models (profile prompt_style "completion"), if given
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class TaskConfig:
 
 
 _TOP_KEYS = {"task", "labels", "input", "model", "members", "retry", "confidence", "routing", "review"}
-_TASK_KEYS = {"name", "template", "instructions", "examples"}
+_TASK_KEYS = {"name", "template", "completion_template", "instructions", "examples"}
 _INPUT_KEYS = {"path", "id_column", "text_column", "gold_column", "max_input_tokens"}
 _ENDPOINT_KEYS = set(Endpoint.__dataclass_fields__)
 
@@ -242,18 +243,30 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ta
     if env.get("OPENAI_BASE_URL"):
         base_ep = replace(base_ep, base_url=env["OPENAI_BASE_URL"])
     template = (base_dir / task["template"]).resolve()
-    members = [Member(name="default", endpoint=base_ep, template=template)]
+    completion = (base_dir / task["completion_template"]).resolve() if "completion_template" in task else None
+    members = [Member(name="default", endpoint=base_ep, template=template, completion_template=completion)]
     for i, m in enumerate(raw.get("members", [])):
         section = f"members[{i}]"
         m = dict(m)
         mname = m.pop("name", f"member{i + 1}")
         mtemplate = (base_dir / m.pop("template")).resolve() if "template" in m else template
-        members.append(Member(name=str(mname), endpoint=_endpoint(section, m, base_ep), template=mtemplate))
+        mcompletion = (base_dir / m.pop("completion_template")).resolve() if "completion_template" in m else completion
+        if "template" in raw["members"][i] and "completion_template" not in raw["members"][i]:
+            mcompletion = None  # a member that names its own template uses it for every model
+        members.append(
+            Member(
+                name=str(mname),
+                endpoint=_endpoint(section, m, base_ep),
+                template=mtemplate,
+                completion_template=mcompletion,
+            )
+        )
     if len({m.name for m in members}) != len(members):
         raise ConfigError("members: names must be unique and not 'default'")
     for m in members:
-        if not m.template.exists():
-            raise ConfigError(f"template {m.template} not found; fix task.template (relative to the config)")
+        for t in (m.template, m.completion_template):
+            if t is not None and not t.exists():
+                raise ConfigError(f"template {t} not found; fix task.template (relative to the config)")
 
     confidence: ConfidenceConfig = _dataclass_from("confidence", raw.get("confidence", {}), ConfidenceConfig())
     bad = [m for m in confidence.methods if m not in CONFIDENCE_METHODS]

@@ -20,7 +20,7 @@ from labeler.errors import RunStoreError
 from labeler.inputs import read_rows
 from labeler.profiles import profile_for
 from labeler.progress import Progress
-from labeler.prompts import RequestBuilder, load_template
+from labeler.prompts import RequestBuilder
 from labeler.runner import RunSummary, label_pending
 from labeler.store import Cache, RunStore
 
@@ -43,7 +43,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def template_hashes(task: TaskConfig) -> dict[str, str]:
-    return {m.name: load_template(m.template).hash for m in task.members}
+    return {m.name: RequestBuilder.for_member(task, m).template.hash for m in task.members}
 
 
 def build_manifest(task: TaskConfig, input_path: Path, run_id: str) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def build_manifest(task: TaskConfig, input_path: Path, run_id: str) -> dict[str,
                 "name": m.name,
                 "endpoint": {k: v for k, v in asdict(m.endpoint).items() if k != "api_key_env"},
                 "profile": profile_for(m.endpoint).name,
-                "template": str(m.template),
+                "template": str(builder.template.path),
                 "template_hash": builder.template.hash,
                 "params": params,
             }

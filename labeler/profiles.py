@@ -23,6 +23,7 @@ class ModelProfile:
     top_logprobs: int = 10
     supports_n: bool = True
     stop: tuple[str, ...] = ()
+    prompt_style: Literal["chat", "completion"] = "chat"  # completion: a base model; use the completion_template
 
 
 PROFILES: dict[str, ModelProfile] = {
@@ -35,7 +36,13 @@ PROFILES: dict[str, ModelProfile] = {
     "llamacpp": ModelProfile("llamacpp", structured="grammar", answer="json", logprobs=True, supports_n=False),
     # The embedded defaults (labeler.local): base / tiny models answer a bare label under a grammar.
     "gemma3-270m": ModelProfile(
-        "gemma3-270m", structured="grammar", answer="label", logprobs=True, supports_n=False, stop=("\n",)
+        "gemma3-270m",
+        structured="grammar",
+        answer="label",
+        logprobs=True,
+        supports_n=False,
+        stop=("\n",),
+        prompt_style="completion",
     ),
     "smollm2-135m": ModelProfile(
         "smollm2-135m", structured="grammar", answer="label", logprobs=True, supports_n=False, stop=("\n",)

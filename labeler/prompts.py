@@ -109,7 +109,7 @@ def _gbnf_literal(s: str) -> str:
 def label_grammar(labels: tuple[str, ...], answer: str, verbalized: bool) -> str:
     alts = " | ".join(_gbnf_literal(name) for name in labels)
     if answer == "label":
-        return f"root ::= {alts}\n"
+        return f'root ::= " "? ({alts})\n'
     conf = ' ", \\"confidence\\": " num' if verbalized else ""
     return (
         f'root ::= "{{\\"label\\": \\"" label "\\""{conf} "}}"\n'
@@ -145,7 +145,11 @@ class RequestBuilder:
 
     @classmethod
     def for_member(cls, task: TaskConfig, member: Member) -> RequestBuilder:
-        return cls(task, member, load_template(member.template), profile_for(member.endpoint))
+        profile = profile_for(member.endpoint)
+        path = member.template
+        if profile.prompt_style == "completion" and member.completion_template is not None:
+            path = member.completion_template
+        return cls(task, member, load_template(path), profile)
 
     def messages(self, text: str) -> tuple[Message, ...]:
         return render(self.template, template_vars(self.task, self.profile, text))
