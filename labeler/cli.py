@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", action="append", default=None, help="embedded model to install (default: gemma3-270m)")
 
     add("doctor", cmd_doctor, "say what the embedded default has and what is missing")
+
+    from labeler import calibration
+
+    for stage in (calibration,):
+        stage.register(sub)
     return p
 
 

@@ -1,7 +1,8 @@
 """Exporting a run: one row per item, streamed to CSV, JSONL or Parquet.
 
 Columns: id, label, confidence, status, reason, then provenance (member, model, template_hash,
-run_id, cached, tokens, cost), the per-method confidences, flags, and gold when the input had it.
+run_id, cached, tokens, cost), the per-method confidences, flags, gold when the input had it, and
+raw (the model's output, for failed items). Every row has the same columns.
 With several members, the row carries each member's label as label__<member> as well.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from labeler.config import CONFIDENCE_METHODS
+from labeler.ensemble import combined_columns, has_combined
 from labeler.errors import LabelerError
 from labeler.store import RunStore
 
@@ -26,6 +28,9 @@ def item_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str,
     hashes = {m["name"]: m["template_hash"] for m in manifest["members"]}
     primary = manifest["members"][0]["name"]
     multi = len(hashes) > 1
+    # every row has the same keys (CSV and Parquet take their columns from the first row)
+    has_gold = bool(manifest.get("config", {}).get("input", {}).get("gold_column"))
+    ensemble = has_combined(store)
     for _, group in itertools.groupby(store.iter_results(), key=lambda r: r["item_id"]):
         rows = {r["member"]: r for r in group}
         r = rows.get(primary) or next(iter(rows.values()))
@@ -49,15 +54,22 @@ def item_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str,
         for m in CONFIDENCE_METHODS:
             d = dists.get(m)
             out[f"conf_{m}"] = None if d is None or r["label"] is None else d.get(r["label"])
+        ens = combined_columns(
+            store.conn.execute("SELECT * FROM combined WHERE item_id = ?", (r["item_id"],)).fetchone()
+            if ensemble
+            else None
+        )
+        out.update(ens)
+        if multi and ens["ensemble_label"] is not None:  # several members: the combined label is the label
+            out["label"], out["confidence"] = ens["ensemble_label"], ens["ensemble_confidence"]
         if multi:
             for name in hashes:
                 out[f"label__{name}"] = rows[name]["label"] if name in rows else None
-        if r["gold"] is not None:
+        if has_gold or r["gold"] is not None:
             out["gold"] = r["gold"]
         if with_text:
             out["text"] = r["text"]
-        if r["status"] == "failed":
-            out["raw"] = r["raw"]
+        out["raw"] = r["raw"] if r["status"] == "failed" else None
         yield out
 
 
@@ -97,13 +109,27 @@ def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str) -> int:
                     break
                 table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in chunk])
                 if writer is None:
-                    writer = pq.ParquetWriter(out, table.schema)
+                    writer = pq.ParquetWriter(out, _settle_nulls(table.schema))
                 writer.write_table(table.cast(writer.schema))
                 n += len(chunk)
         finally:
             if writer is not None:
                 writer.close()
     return n
+
+
+def _settle_nulls(schema: Any) -> Any:
+    """A column that is empty in the first chunk has Arrow type null, to which later values cannot be
+    cast: make it float64 (confidences, cost) or string (everything else)."""
+    import pyarrow as pa
+
+    fields = []
+    for f in schema:
+        if pa.types.is_null(f.type):
+            numeric = f.name in ("confidence", "cost") or f.name.startswith("conf_")
+            f = pa.field(f.name, pa.float64() if numeric else pa.string())
+        fields.append(f)
+    return pa.schema(fields)
 
 
 def export_run(run_dir: Path, out: Path, fmt: str | None = None, *, with_text: bool = False) -> int:

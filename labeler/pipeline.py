@@ -16,6 +16,7 @@ from typing import Any
 from labeler import __version__
 from labeler.backends import Backend, OpenAIBackend
 from labeler.config import LOCAL, TaskConfig, load_config
+from labeler.ensemble import combine_run
 from labeler.errors import RunStoreError
 from labeler.inputs import read_rows
 from labeler.profiles import profile_for
@@ -126,6 +127,7 @@ async def _label(
             finally:
                 if progress is not None:
                     progress.finish()
+        combine_run(store, task)  # per-item agreement across members (and the label, with several)
     finally:
         cache.close()
     return summarize(store, time.monotonic() - start)

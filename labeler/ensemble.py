@@ -1,0 +1,327 @@
+"""Ensemble agreement: combine the members' answers for one item into one label, and say how much they agree.
+
+Per item, each member that answered contributes a label (its vote) and a distribution over the label
+set (the first configured confidence method it has; its vote as a one-hot when it has none). Members
+that failed or were skipped do not vote. From these:
+
+    distribution  mean of the voting members' distributions            (k labels, sums to 1)
+    label         "majority": most votes; "weighted": highest summed probability
+                  ties: highest summed probability, then label order (the config's [[labels]] order)
+    confidence    distribution[label]   (with one member: that member's confidence)
+    vote_share    share of voting members whose vote is `label`         in [0, 1]
+    entropy       entropy of `distribution` divided by ln k             in [0, 1]
+    divergence    mean pairwise Jensen–Shannon divergence (base 2)      in [0, 1]; 0 with < 2 voters
+    disagree      vote_share < routing.min_vote_share or divergence > routing.max_divergence
+
+`combine_run` writes one such row per item to the `combined` table of run.sqlite, streaming the
+results; `combined_columns` turns a row of it into the columns the export adds to each item.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import entropy as _entropy
+
+from labeler.confidence import Dist, verbalized_dist
+from labeler.config import RoutingConfig, TaskConfig
+from labeler.store import RunStore
+
+COMBINES = ("majority", "weighted")
+_ROUTING = RoutingConfig()
+_TIE_DECIMALS = 9  # summed probabilities equal to this many decimals count as a tie
+
+COMBINED_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS combined(item_id TEXT PRIMARY KEY, label TEXT, confidence REAL, distribution TEXT,"
+    " vote_share REAL, entropy REAL, divergence REAL, disagree INTEGER, member_labels TEXT, calibrated REAL)"
+)
+EXPORT_COLUMNS = (
+    "ensemble_label",
+    "ensemble_confidence",
+    "vote_share",
+    "entropy",
+    "divergence",
+    "disagree",
+    "calibrated_confidence",
+)
+
+
+# --- pure maths on distributions ---------------------------------------------------------------
+def _array(p: Sequence[float] | np.ndarray) -> np.ndarray:
+    a = np.asarray(p, dtype=float)
+    if a.ndim != 1 or a.size == 0 or np.any(a < 0) or a.sum() <= 0:
+        raise ValueError(f"a distribution must be a non-empty 1-D array of non-negative numbers, got {p!r}")
+    return a / a.sum()
+
+
+def entropy(p: Sequence[float] | np.ndarray, *, normalized: bool = False) -> float:
+    """Shannon entropy of distribution `p` (shape (k,)), in nats; with normalized=True divided by ln k,
+    so 0 is one-hot and 1 is uniform (k = 1 gives 0)."""
+    a = _array(p)
+    h = float(_entropy(a))
+    if not normalized:
+        return h
+    return h / math.log(a.size) if a.size > 1 else 0.0
+
+
+def js_divergence(p: Sequence[float] | np.ndarray, q: Sequence[float] | np.ndarray) -> float:
+    """Jensen–Shannon divergence of two distributions of shape (k,), base 2: 0 when equal, 1 when disjoint."""
+    a, b = _array(p), _array(q)
+    if a.shape != b.shape:
+        raise ValueError(f"distributions differ in length: {a.size} and {b.size}")
+    d = float(jensenshannon(a, b, base=2)) ** 2  # scipy gives the distance, the square root of the divergence
+    return 0.0 if math.isnan(d) else min(max(d, 0.0), 1.0)  # nan: rounding made a tiny divergence negative
+
+
+def mean_pairwise_js(dists: Sequence[Sequence[float] | np.ndarray]) -> float:
+    """Mean JS divergence (base 2) over all pairs of the given distributions (each of shape (k,));
+    0.0 for fewer than two."""
+    pairs = list(itertools.combinations(dists, 2))
+    if not pairs:
+        return 0.0
+    return float(np.mean([js_divergence(p, q) for p, q in pairs]))
+
+
+def vote_share(votes: Sequence[str | None], label: str) -> float:
+    """Share of the non-missing votes that are `label`; 0.0 when no vote was cast."""
+    cast = [v for v in votes if v is not None]
+    return sum(v == label for v in cast) / len(cast) if cast else 0.0
+
+
+def _summed(dists: Sequence[Mapping[str, float]], labels: Sequence[str]) -> dict[str, float]:
+    return {lab: sum(float(d.get(lab, 0.0)) for d in dists) for lab in labels}
+
+
+def majority_vote(
+    votes: Sequence[str | None], dists: Sequence[Mapping[str, float]], *, labels: Sequence[str]
+) -> str | None:
+    """The label with most votes (None votes are ignored; votes outside `labels` too). Ties go to the
+    highest summed probability over `dists`, then to the earlier label in `labels`. None if no vote."""
+    counts = {lab: 0 for lab in labels}
+    for v in votes:
+        if v in counts:
+            counts[v] += 1
+    if not any(counts.values()):
+        return None
+    sums = _summed(dists, labels)
+    order = {lab: i for i, lab in enumerate(labels)}
+    return max(labels, key=lambda lab: (counts[lab], round(sums[lab], _TIE_DECIMALS), -order[lab]))
+
+
+def weighted_vote(dists: Sequence[Mapping[str, float]], *, labels: Sequence[str]) -> str | None:
+    """The label with the highest probability summed over `dists` (each a label → probability mapping);
+    ties go to the earlier label in `labels`. None if there are no distributions."""
+    if not dists:
+        return None
+    sums = _summed(dists, labels)
+    order = {lab: i for i, lab in enumerate(labels)}
+    return max(labels, key=lambda lab: (round(sums[lab], _TIE_DECIMALS), -order[lab]))
+
+
+def disagreement(share: float, divergence: float, *, min_vote_share: float, max_divergence: float) -> bool:
+    """True when the members agree too little: vote share below `min_vote_share` or divergence above
+    `max_divergence` (the routing thresholds)."""
+    return share < min_vote_share or divergence > max_divergence
+
+
+# --- one item ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemberView:
+    """What the ensemble needs of one member's result for one item. label None: it failed or was skipped."""
+
+    label: str | None
+    distributions: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    confidence: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | sqlite3.Row) -> MemberView:
+        """From a `results` row (as `RunStore.iter_results` yields)."""
+        label = row["label"] if row["status"] == "labeled" else None
+        return cls(label=label, distributions=json.loads(row["distributions"] or "{}"), confidence=row["confidence"])
+
+
+@dataclass(frozen=True)
+class Combined:
+    """The ensemble's answer for one item (see the module docstring for each field)."""
+
+    label: str | None
+    confidence: float | None
+    distribution: Mapping[str, float]
+    vote_share: float | None
+    entropy: float | None
+    divergence: float | None
+    disagree: bool
+    member_labels: Mapping[str, str | None]
+
+
+def member_distribution(view: MemberView, *, labels: Sequence[str], method_order: Sequence[str]) -> Dist | None:
+    """The member's distribution over `labels` under the first method in `method_order` it has,
+    renormalised; else its stated confidence spread as `verbalized_dist`; else its vote as a one-hot.
+    None when the member did not vote."""
+    if view.label is None:
+        return None
+    for method in method_order:
+        d = view.distributions.get(method)
+        if d is not None:
+            total = sum(max(float(d.get(lab, 0.0)), 0.0) for lab in labels)
+            if total > 0:
+                return {lab: max(float(d.get(lab, 0.0)), 0.0) / total for lab in labels}
+    if view.confidence is not None and view.label in labels:
+        return verbalized_dist(view.label, float(view.confidence), labels)
+    return {lab: float(lab == view.label) for lab in labels}
+
+
+def combine_item(
+    member_results: Mapping[str, MemberView],
+    *,
+    labels: Sequence[str],
+    method_order: Sequence[str],
+    combine: str,
+    min_vote_share: float = _ROUTING.min_vote_share,
+    max_divergence: float = _ROUTING.max_divergence,
+) -> Combined:
+    """Combine the members' results for one item (member name → MemberView) into one answer.
+
+    `labels` is the label set in config order (shape (k,)), `method_order` the confidence methods in
+    order of preference, `combine` "majority" or "weighted". Members with no label do not vote; with
+    no voter at all the answer is label None and disagree False (a failed item, routed as such)."""
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+    member_labels = {name: v.label for name, v in member_results.items()}
+    voters: list[tuple[str, Dist]] = []
+    for view in member_results.values():
+        d = member_distribution(view, labels=labels, method_order=method_order)
+        if d is not None and view.label is not None:
+            voters.append((view.label, d))
+    if not voters:
+        return Combined(None, None, {}, None, None, None, False, member_labels)
+    votes = [v for v, _ in voters]
+    dists = [d for _, d in voters]
+    label = majority_vote(votes, dists, labels=labels) if combine == "majority" else weighted_vote(dists, labels=labels)
+    assert label is not None
+    summed = _summed(dists, labels)
+    distribution = {lab: summed[lab] / len(dists) for lab in labels}
+    share = vote_share(votes, label)
+    div = mean_pairwise_js([[d[lab] for lab in labels] for d in dists])
+    return Combined(
+        label=label,
+        confidence=distribution[label],
+        distribution=distribution,
+        vote_share=share,
+        entropy=entropy([distribution[lab] for lab in labels], normalized=True),
+        divergence=div,
+        disagree=disagreement(share, div, min_vote_share=min_vote_share, max_divergence=max_divergence),
+        member_labels=member_labels,
+    )
+
+
+# --- the run -----------------------------------------------------------------------------------
+def grouped_views(store: RunStore) -> Iterator[tuple[str, dict[str, MemberView]]]:
+    """(item id, member → MemberView) per item, in input order, streamed from the results."""
+    for item_id, rows in itertools.groupby(store.iter_results(), key=lambda r: r["item_id"]):
+        yield item_id, {r["member"]: MemberView.from_row(r) for r in rows}
+
+
+def results_signature(store: RunStore) -> str:
+    """Changes whenever a result is added or rewritten: the combined table is stale when it differs."""
+    n, last = store.conn.execute("SELECT COUNT(*), COALESCE(MAX(finished_at), 0) FROM results").fetchone()
+    return f"{n}:{last!r}"
+
+
+def needs_combine(store: RunStore) -> bool:
+    """True when the combined table is missing or older than the results."""
+    return store.get_meta("combined_signature") != results_signature(store)
+
+
+def _row(item_id: str, c: Combined) -> tuple[Any, ...]:
+    return (
+        item_id,
+        c.label,
+        c.confidence,
+        json.dumps(dict(c.distribution)),
+        c.vote_share,
+        c.entropy,
+        c.divergence,
+        int(c.disagree),
+        json.dumps(dict(c.member_labels)),
+        None,
+    )
+
+
+def combine_run(store: RunStore, task: TaskConfig, *, batch: int = 2000) -> int:
+    """Rewrite the `combined` table from the results, one row per item that has results, in one
+    transaction; calibrated confidences are reset (run `labeler calibrate` again). Returns the row count."""
+    conn = store.conn
+    conn.execute(COMBINED_SCHEMA)
+    signature = results_signature(store)
+    n = 0
+    buf: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        conn.executemany(f"INSERT INTO combined VALUES ({','.join('?' * 10)})", buf)
+        buf.clear()
+
+    conn.execute("BEGIN")
+    try:
+        conn.execute("DELETE FROM combined")
+        for item_id, views in grouped_views(store):
+            combined = combine_item(
+                views,
+                labels=task.label_names,
+                method_order=task.confidence.methods,
+                combine=task.confidence.combine,
+                min_vote_share=task.routing.min_vote_share,
+                max_divergence=task.routing.max_divergence,
+            )
+            buf.append(_row(item_id, combined))
+            n += 1
+            if len(buf) >= batch:
+                flush()
+        flush()
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('combined_signature', ?)", (signature,))
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('combined_at', ?)", (repr(time.time()),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return n
+
+
+def has_combined(store: RunStore) -> bool:
+    row = store.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'combined'").fetchone()
+    return row is not None
+
+
+def combined_columns(row: Mapping[str, Any] | sqlite3.Row | None) -> dict[str, Any]:
+    """The export's ensemble columns for one `combined` row (all None when the item has no row)."""
+    if row is None:
+        return dict.fromkeys(EXPORT_COLUMNS)
+    return {
+        "ensemble_label": row["label"],
+        "ensemble_confidence": row["confidence"],
+        "vote_share": row["vote_share"],
+        "entropy": row["entropy"],
+        "divergence": row["divergence"],
+        "disagree": None if row["disagree"] is None else bool(row["disagree"]),
+        "calibrated_confidence": row["calibrated"],
+    }
+
+
+def combined_for(store: RunStore, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Export columns for the given items (one primary-key lookup each); items without a row get Nones."""
+    if not has_combined(store):
+        return {i: combined_columns(None) for i in item_ids}
+    out = {}
+    for i in item_ids:
+        row = store.conn.execute("SELECT * FROM combined WHERE item_id = ?", (i,)).fetchone()
+        out[i] = combined_columns(row)
+    return out
