@@ -247,6 +247,8 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ta
     members = [Member(name="default", endpoint=base_ep, template=template, completion_template=completion)]
     for i, m in enumerate(raw.get("members", [])):
         section = f"members[{i}]"
+        if not isinstance(m, Mapping):
+            raise ConfigError(f"{section} must be a table; write each member as a [[members]] table")
         m = dict(m)
         mname = m.pop("name", f"member{i + 1}")
         mtemplate = (base_dir / m.pop("template")).resolve() if "template" in m else template

@@ -21,6 +21,9 @@ from labeler.errors import LabelerError
 from labeler.store import RunStore
 
 FORMATS = ("csv", "jsonl", "parquet")
+NUMERIC_COLUMNS = frozenset(
+    {"confidence", "cost", "ensemble_confidence", "vote_share", "entropy", "divergence", "calibrated_confidence"}
+)
 
 
 def item_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str, Any]]:
@@ -126,7 +129,7 @@ def _settle_nulls(schema: Any) -> Any:
     fields = []
     for f in schema:
         if pa.types.is_null(f.type):
-            numeric = f.name in ("confidence", "cost") or f.name.startswith("conf_")
+            numeric = f.name in NUMERIC_COLUMNS or f.name.startswith("conf_")
             f = pa.field(f.name, pa.float64() if numeric else pa.string())
         fields.append(f)
     return pa.schema(fields)

@@ -62,7 +62,8 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=2048):
             yield from batch.to_pylist()
     elif suffix in (".csv", ".tsv", ".txt"):
-        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first column name
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
             reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
             yield from reader
     else:

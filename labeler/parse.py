@@ -18,6 +18,7 @@ from labeler.types import Answer, Choice, TokenLogprob
 _STRIP = " \t\r\n\"'`.,;:!*"
 _JSON_OBJ = re.compile(r"\{.*\}", re.DOTALL)
 _LABEL_KEY = re.compile(r'"label"\s*:\s*"')
+_LABEL_PAIR = re.compile(r'"(?:label|answer|category|class)"\s*:\s*"([^"]*)"')  # in JSON cut off by max_tokens
 
 
 def match_label(text: str, labels: Sequence[str]) -> str | None:
@@ -29,9 +30,13 @@ def match_label(text: str, labels: Sequence[str]) -> str | None:
     lower = {lab.lower(): lab for lab in labels}
     if t in lower:
         return lower[t]
-    # "sport news" -> sport: the answer starts with exactly one label followed by a word boundary
+    # "sport news" -> sport: the answer starts with exactly one label followed by a word boundary,
+    # and names no other label after it ("positive or negative" names two: no answer)
     starts = [lab for low, lab in lower.items() if re.match(re.escape(low) + r"\b", t)]
     if len(starts) == 1:
+        rest = t[len(starts[0]) :]
+        if any(re.search(r"\b" + re.escape(low) + r"\b", rest) for low in lower):
+            return None
         return starts[0]
     # "pos" -> positive: the answer is a prefix of exactly one label
     prefix_of = [lab for low, lab in lower.items() if low.startswith(t)]
@@ -47,7 +52,7 @@ def _as_confidence(value: object) -> float | None:
         x = float(value)
     except ValueError:
         return None
-    if 1.0 < x <= 100.0:
+    if 1.0 < x <= 100.0 and x == int(x):  # "80" means 80%; 1.5 is no probability and no percentage
         x /= 100.0
     return x if 0.0 <= x <= 1.0 else None
 
@@ -69,7 +74,8 @@ def parse_text(raw: str, labels: Sequence[str]) -> tuple[str | None, float | Non
             if label is None:
                 return None, conf, f"label {str(value)[:60]!r} is not in the label set"
             return label, conf, None
-    label = match_label(raw, labels)
+    pair = _LABEL_PAIR.search(raw)
+    label = match_label(pair.group(1) if pair else raw, labels)
     if label is None:
         snippet = " ".join(raw.split())[:60]
         return None, None, f"answer {snippet!r} is not one of the labels" if snippet else "empty answer"
@@ -108,8 +114,11 @@ def label_probs(
         if found is None:
             return None
         pos, before = found
-    else:
-        pos, before = 0, ""
+    else:  # a bare label, perhaps after a whitespace token (grammars allow one space before it)
+        pos = next((i for i, t in enumerate(tokens) if t.token.strip()), len(tokens))
+        if pos == len(tokens):
+            return None
+        before = ""
     lower = {lab.lower(): lab for lab in labels}
 
     def dist(i: int, prefix: str, cands: list[str], strip_before: str) -> dict[str, float]:
@@ -132,7 +141,7 @@ def label_probs(
             p = math.exp(lp)
             if len(matches) == 1:
                 masses[matches[0]] += p
-            elif alt == tok.token[len(strip_before) :] and i + 1 < len(tokens) and s not in matches:
+            elif alt == tok.token[len(strip_before) :] and i + 1 < len(tokens):  # realised: walk on
                 sub = dist(i + 1, s, matches, "")
                 total = sum(sub.values())
                 for c in matches:

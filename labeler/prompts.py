@@ -50,12 +50,17 @@ _ENV = ImmutableSandboxedEnvironment(
 )
 
 
-@functools.lru_cache(maxsize=32)
 def load_template(path: Path) -> Template:
+    """Read the template from disk (every call: an edited file is never served stale) and compile it."""
     try:
         source = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TemplateError(f"cannot read template {path}: {exc.strerror}; fix task.template") from None
+    return _compile(path, source)
+
+
+@functools.lru_cache(maxsize=32)
+def _compile(path: Path, source: str) -> Template:
     try:
         compiled = _ENV.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
@@ -99,6 +104,8 @@ def render(template: Template, variables: dict[str, Any]) -> tuple[Message, ...]
         raise TemplateError(f"{template.path.name}: {exc.message}; use only: {', '.join(sorted(variables))}") from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{template.path.name}: {exc}; fix the template") from None
+    except Exception as exc:  # Python errors raised inside an expression, e.g. {{ 1 / 0 }} or {{ "x" + 1 }}
+        raise TemplateError(f"{template.path.name}: {type(exc).__name__}: {exc}; fix the template") from None
     return split_messages(rendered)
 
 

@@ -61,8 +61,10 @@ class MemberWorker:
         hit = self.cache.get(key)
         if hit is not None:
             return hit, key
-        est = tokens.count("".join(m.content for m in request.messages), request.model) + request.max_tokens
         ep = self.member.endpoint
+        est = 0  # counting the prompt's tokens costs as much as the rest of the request: only for a limit
+        if ep.tokens_per_minute > 0:
+            est = tokens.count("".join(m.content for m in request.messages), request.model) + request.max_tokens
 
         async def once() -> Completion:
             async with self.limiter.slot(est):
@@ -144,6 +146,13 @@ class MemberWorker:
                     if votes is not None:
                         dists["consistency"] = dist  # type: ignore[assignment]
         except FatalError as exc:
+            if exc.status == 401:
+                raise FatalError(
+                    f"{ep.base_url} rejected the API key (401); set the environment variable {ep.api_key_env} "
+                    "to a valid key (or model.api_key_env to the variable that holds it)",
+                    status=401,
+                    request_id=exc.request_id,
+                ) from exc
             if exc.status in ABORT_STATUSES:
                 raise
             return self._done(replace(base, reason=str(exc)), spend)

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,9 @@ MIGRATIONS: list[str] = [
     );
     """,
 ]
+
+
+_RESULT_FIELDS = tuple(f.name for f in fields(ItemResult))
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -113,15 +116,18 @@ class RunStore:
             c.execute("DELETE FROM items")
             c.execute("DELETE FROM results")
             buf: list[Row] = []
+            flushed = 0  # rows of earlier batches: their ords are 1..flushed
 
             def flush() -> None:
+                nonlocal flushed
                 try:
                     c.executemany(
                         "INSERT INTO items (id, text, flags, gold, skip) VALUES (?, ?, ?, ?, ?)",
                         [(r.item.id, r.item.text, ",".join(r.item.flags), r.gold, r.skip) for r in buf],
                     )
                 except sqlite3.IntegrityError:
-                    self._raise_duplicate(buf)
+                    self._raise_duplicate(buf, flushed)
+                flushed += len(buf)
                 now = time.time()
                 c.executemany(
                     "INSERT INTO results (item_id, member, status, reason, finished_at) VALUES (?, ?, 'skipped', ?, ?)",
@@ -144,10 +150,12 @@ class RunStore:
             raise
         return counts
 
-    def _raise_duplicate(self, buf: list[Row]) -> None:
+    def _raise_duplicate(self, buf: list[Row], flushed: int) -> None:
+        """Name the first repeated id of `buf` and both its rows. Part of `buf` may already be inserted,
+        so only rows of earlier batches (ord <= flushed) count as found in the table."""
         seen: dict[str, int] = {}
         for r in buf:
-            prev = self.conn.execute("SELECT ord FROM items WHERE id = ?", (r.item.id,)).fetchone()
+            prev = self.conn.execute("SELECT ord FROM items WHERE id = ? AND ord <= ?", (r.item.id, flushed)).fetchone()
             first = prev[0] if prev else seen.get(r.item.id)
             if first is not None:
                 raise InputError(
@@ -183,8 +191,8 @@ class RunStore:
 
     # --- results -----------------------------------------------------------------------------
     def put_result(self, r: ItemResult) -> None:
-        d = asdict(r)
-        d["distributions"] = json.dumps(d["distributions"])
+        d = {name: getattr(r, name) for name in _RESULT_FIELDS}  # not asdict: its deep copy is a hot spot
+        d["distributions"] = json.dumps({method: dict(dist) for method, dist in r.distributions.items()})
         d["cached"] = int(r.cached)
         d["finished_at"] = time.time()
         cols = ",".join(d)

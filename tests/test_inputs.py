@@ -1,0 +1,149 @@
+"""Reading the corpus: CSV, TSV, JSONL and Parquet; answers for bad input that name the fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from labeler.errors import InputError
+from labeler.inputs import read_rows
+
+RECORDS = [
+    {"id": "a1", "text": "Stocks rallied.", "gold": "business"},
+    {"id": "a2", "text": "A late goal.", "gold": "sport"},
+    {"id": "a3", "text": "   \n\t ", "gold": ""},
+    {"id": "a4", "text": 'New chip, 3nm, "fast"\nsecond line', "gold": "tech"},
+]
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    fmt = path.suffix
+    if fmt == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    elif fmt == ".parquet":
+        pq.write_table(pa.Table.from_pylist(records), path)
+    else:
+        import csv
+
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(records[0]), delimiter="\t" if fmt == ".tsv" else ",")
+            w.writeheader()
+            w.writerows(records)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_every_format_reads_the_same_rows(tmp_path: Path, suffix: str) -> None:
+    path = _write(tmp_path / f"items{suffix}", RECORDS)
+    rows = list(read_rows(path, id_column="id", text_column="text", gold_column="gold"))
+    assert [r.item.id for r in rows] == ["a1", "a2", "a3", "a4"]
+    assert [r.item.row for r in rows] == [1, 2, 3, 4]
+    assert [r.item.text for r in rows] == [rec["text"] for rec in RECORDS]
+    assert [r.gold for r in rows] == ["business", "sport", None, "tech"]  # empty gold is no gold
+    assert [r.skip for r in rows] == [None, None, "empty or whitespace-only text", None]
+    assert all(r.item.flags == () for r in rows)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_missing_column_names_the_config_key(tmp_path: Path, suffix: str) -> None:
+    path = _write(tmp_path / f"items{suffix}", RECORDS)
+    with pytest.raises(InputError) as err:
+        list(read_rows(path, id_column="id", text_column="body"))
+    msg = str(err.value)
+    assert "'body'" in msg and "input.text_column" in msg and "id, text, gold" in msg
+    with pytest.raises(InputError, match=r'input\.id_column \(or to "" to number rows\)'):
+        list(read_rows(path, id_column="doc_id", text_column="text"))
+    with pytest.raises(InputError, match=r"input\.gold_column"):
+        list(read_rows(path, id_column="id", text_column="text", gold_column="label"))
+
+
+def test_empty_file_and_header_only_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(InputError, match="is empty"):
+        list(read_rows(empty, id_column="id", text_column="text"))
+    header = tmp_path / "header.csv"
+    header.write_text("id,text\n")
+    with pytest.raises(InputError, match="has no rows"):
+        list(read_rows(header, id_column="id", text_column="text"))
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("\n\n")
+    with pytest.raises(InputError, match="has no rows"):
+        list(read_rows(blank, id_column="id", text_column="text"))
+
+
+def test_missing_file_and_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"input\.path"):
+        list(read_rows(tmp_path / "nope.csv", id_column="id", text_column="text"))
+    odd = tmp_path / "items.xlsx"
+    odd.write_bytes(b"PK\x03\x04")
+    with pytest.raises(InputError, match=r"\.csv, \.tsv, \.jsonl or \.parquet"):
+        list(read_rows(odd, id_column="id", text_column="text"))
+
+
+def test_bad_jsonl_line_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": "1", "text": "ok"}\n{"id": "2", "text": \n')
+    with pytest.raises(InputError, match="line 2 is not valid JSON"):
+        list(read_rows(path, id_column="id", text_column="text"))
+    path.write_text('{"id": "1", "text": "ok"}\n["not", "an", "object"]\n')
+    with pytest.raises(InputError, match="line 2 is not a JSON object"):
+        list(read_rows(path, id_column="id", text_column="text"))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_invalid_utf8_is_replaced_and_flagged(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"items{suffix}"
+    bad = b"caf\xe9 \xff ok"  # Latin-1 bytes, not UTF-8
+    if suffix == ".csv":
+        path.write_bytes(b"id,text\n1,good text\n2," + bad + b"\n")
+    else:
+        path.write_bytes(b'{"id": "1", "text": "good text"}\n{"id": "2", "text": "' + bad + b'"}\n')
+    rows = list(read_rows(path, id_column="id", text_column="text"))
+    assert [r.item.flags for r in rows] == [(), ("invalid-utf8",)]
+    assert rows[1].item.text == "caf\ufffd \ufffd ok"
+    assert rows[1].skip is None
+    rows[1].item.text.encode("utf-8")  # safe to store and send
+
+
+def test_id_column_empty_numbers_rows(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text("text\nfirst\n\nsecond\nthird\n")  # csv skips the blank line
+    rows = list(read_rows(path, id_column="", text_column="text"))
+    assert [(r.item.id, r.item.text) for r in rows] == [("1", "first"), ("2", "second"), ("3", "third")]
+
+
+def test_empty_id_is_an_error_and_ids_are_stripped(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text("id,text\n x1 ,a\n,b\n")
+    rows = read_rows(path, id_column="id", text_column="text")
+    assert next(rows).item.id == "x1"
+    with pytest.raises(InputError, match=r'row 2 has an empty id; fill it in or set input\.id_column = ""'):
+        next(rows)
+
+
+def test_non_string_values_become_strings(tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": 7, "text": 3.5}\n{"id": 8, "text": null}\n')
+    rows = list(read_rows(path, id_column="id", text_column="text"))
+    assert [(r.item.id, r.item.text, r.skip is None) for r in rows] == [("7", "3.5", True), ("8", "", False)]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("id,text\nr1,hello\n".encode("utf-8-sig"))
+    [row] = read_rows(path, id_column="id", text_column="text")
+    assert (row.item.id, row.item.text, row.item.flags) == ("r1", "hello", ())
+
+
+def test_rows_stream_lazily(tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": "1", "text": "a"}\n' + "this line is broken\n")
+    rows = read_rows(path, id_column="id", text_column="text")
+    assert next(rows).item.id == "1"  # the first row is there before the bad line is read
+    with pytest.raises(InputError):
+        next(rows)
