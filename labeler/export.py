@@ -1,5 +1,8 @@
 """Exporting a run: one row per item, streamed to CSV, JSONL or Parquet.
 
+Once human reviews were imported, the export is the final dataset (labeler.review.final_rows): the
+human label where reviewed, else the LLM's, with `source` and the routing reasons.
+
 Columns: id, label, confidence, status, reason, then provenance (member, model, template_hash,
 run_id, cached, tokens, cost), the per-method confidences, flags, gold when the input had it, and
 raw (the model's output, for failed items). Every row has the same columns.
@@ -139,6 +142,11 @@ def export_run(run_dir: Path, out: Path, fmt: str | None = None, *, with_text: b
     fmt = fmt or out.suffix.lstrip(".").lower()
     store = RunStore.open(run_dir)
     try:
+        reviewed = store.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'reviews'").fetchone()
+        if reviewed:  # humans have labeled part of the run: the final dataset, with a source column
+            from labeler.review import final_rows
+
+            return write_rows(final_rows(store, with_text=with_text), out, fmt)
         return write_rows(item_rows(store, with_text=with_text), out, fmt)
     finally:
         store.close()
