@@ -132,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("doctor", cmd_doctor, "say what the embedded default has and what is missing")
 
-    from labeler import calibration, review, router
+    from labeler import calibration, evaluate, review, router
 
-    for stage in (calibration, router, review):
+    for stage in (calibration, router, review, evaluate):
         stage.register(sub)
     return p
 
