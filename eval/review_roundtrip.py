@@ -6,7 +6,7 @@ under a budget, exports the queue as the CSV reviewers fill in, fills it with si
 imports it back, merges, and prints how many items each rule sent to review and the final dataset's
 accuracy against the held human labels, vs LLM-only.
 
-    python eval/review_roundtrip.py RUN_DIR [--budget 60] [--reviewer-error 0.05]
+    python eval/review_roundtrip.py RUN_DIR [--budget 60] [--reviewer-error 0.05] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--second-share", type=float, default=0.3, help="share of items a second reviewer sees")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threshold", type=float, help="low-confidence threshold (default: the task's routing config)")
+    ap.add_argument("--keep", type=Path, help="keep the reviewed copy of the run here (for `labeler eval`)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="roundtrip-"))
     run = tmp / a.run_dir.name
@@ -86,6 +87,10 @@ def main() -> None:
         f"accuracy vs held human labels: LLM only {llm_acc:.3f} → LLM + review {final_acc:.3f} "
         f"(simulated reviewers err {a.reviewer_error:.0%})"
     )
+    if a.keep:
+        shutil.rmtree(a.keep, ignore_errors=True)
+        shutil.move(str(run), a.keep)
+        print(f"reviewed run: {a.keep}")
     shutil.rmtree(tmp)
 
 

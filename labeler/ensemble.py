@@ -28,10 +28,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import entropy as _entropy
-
 from labeler.confidence import Dist, verbalized_dist
 from labeler.config import RoutingConfig, TaskConfig
 from labeler.store import RunStore
@@ -56,39 +52,46 @@ EXPORT_COLUMNS = (
 
 
 # --- pure maths on distributions ---------------------------------------------------------------
-def _array(p: Sequence[float] | np.ndarray) -> np.ndarray:
-    a = np.asarray(p, dtype=float)
-    if a.ndim != 1 or a.size == 0 or np.any(a < 0) or a.sum() <= 0:
-        raise ValueError(f"a distribution must be a non-empty 1-D array of non-negative numbers, got {p!r}")
-    return a / a.sum()
+def _normalized(p: Sequence[float]) -> list[float]:
+    a = [float(x) for x in p]
+    total = sum(a)
+    if not a or total <= 0 or any(x < 0 for x in a):
+        raise ValueError(f"a distribution must be a non-empty sequence of non-negative numbers, got {p!r}")
+    return [x / total for x in a]
 
 
-def entropy(p: Sequence[float] | np.ndarray, *, normalized: bool = False) -> float:
+# Plain Python, not numpy/scipy: distributions here have a handful of entries, and this runs once per
+# item after every run, where numpy's per-call overhead was the largest cost of the pipeline.
+def entropy(p: Sequence[float], *, normalized: bool = False) -> float:
     """Shannon entropy of distribution `p` (shape (k,)), in nats; with normalized=True divided by ln k,
     so 0 is one-hot and 1 is uniform (k = 1 gives 0)."""
-    a = _array(p)
-    h = float(_entropy(a))
+    a = _normalized(p)
+    h = -sum(x * math.log(x) for x in a if x > 0)
     if not normalized:
         return h
-    return h / math.log(a.size) if a.size > 1 else 0.0
+    return h / math.log(len(a)) if len(a) > 1 else 0.0
 
 
-def js_divergence(p: Sequence[float] | np.ndarray, q: Sequence[float] | np.ndarray) -> float:
+def js_divergence(p: Sequence[float], q: Sequence[float]) -> float:
     """Jensen–Shannon divergence of two distributions of shape (k,), base 2: 0 when equal, 1 when disjoint."""
-    a, b = _array(p), _array(q)
-    if a.shape != b.shape:
-        raise ValueError(f"distributions differ in length: {a.size} and {b.size}")
-    d = float(jensenshannon(a, b, base=2)) ** 2  # scipy gives the distance, the square root of the divergence
-    return 0.0 if math.isnan(d) else min(max(d, 0.0), 1.0)  # nan: rounding made a tiny divergence negative
+    a, b = _normalized(p), _normalized(q)
+    if len(a) != len(b):
+        raise ValueError(f"distributions differ in length: {len(a)} and {len(b)}")
+    m = [(x + y) / 2 for x, y in zip(a, b, strict=True)]
+
+    def kl(u: list[float]) -> float:
+        return sum(x * math.log2(x / mi) for x, mi in zip(u, m, strict=True) if x > 0)
+
+    return min(max((kl(a) + kl(b)) / 2, 0.0), 1.0)
 
 
-def mean_pairwise_js(dists: Sequence[Sequence[float] | np.ndarray]) -> float:
+def mean_pairwise_js(dists: Sequence[Sequence[float]]) -> float:
     """Mean JS divergence (base 2) over all pairs of the given distributions (each of shape (k,));
     0.0 for fewer than two."""
     pairs = list(itertools.combinations(dists, 2))
     if not pairs:
         return 0.0
-    return float(np.mean([js_divergence(p, q) for p, q in pairs]))
+    return sum(js_divergence(p, q) for p, q in pairs) / len(pairs)
 
 
 def vote_share(votes: Sequence[str | None], label: str) -> float:

@@ -116,7 +116,7 @@ async def _label(
     cache = Cache(cache_path(store.run_dir))
     start = time.monotonic()
     try:
-        pending = sum(1 for m in task.members for _ in store.pending(m.name, retry_failed=retry_failed))
+        pending = sum(store.count_pending(m.name, retry_failed=retry_failed) for m in task.members)
         total = pending if limit is None else min(pending, limit * len(task.members))
         progress = Progress(total) if show_progress else None
         async with open_backends(task) as backends:

@@ -44,7 +44,15 @@ async def call_with_retry(
     *,
     on_retry: Callable[[RetryableError, int], None] | None = None,
 ) -> tuple[T, int]:
-    """Run `fn` until it succeeds or a non-retryable error or the attempt cap. Returns (result, attempts)."""
+    """Run `fn` until it succeeds or a non-retryable error or the attempt cap. Returns (result, attempts).
+
+    The first attempt runs outside tenacity: most calls succeed at once, and setting tenacity up costs
+    as much as parsing an answer. A first failure is replayed as tenacity's attempt 1, so the waits,
+    the numbering and the cap are the same as if tenacity had made it."""
+    try:
+        return await fn(), 1
+    except RetryableError as exc:
+        first = exc
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -62,6 +70,8 @@ async def call_with_retry(
     async for attempt in retrying:
         with attempt:
             attempts = attempt.retry_state.attempt_number
+            if attempts == 1:
+                raise first
             result = await fn()
     return result, attempts
 

@@ -250,6 +250,9 @@ async def label_pending(
                 tg.create_task(run_member(m))
     except BaseExceptionGroup as group:
         raise _first_error(group) from None
+    finally:  # results are group-committed: whatever happened, commit what was answered
+        store.flush()
+        cache.flush()
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

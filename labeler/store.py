@@ -5,12 +5,14 @@
                                   committed as soon as it exists; later stages add their own tables
     <runs root>/cache.sqlite      responses keyed by Request.cache_key(), shared by all runs
 
-A process killed at any point loses at most the answers in flight. Schema changes are numbered
+A process killed at any point loses at most the answers in flight or answered in the last 20 ms
+(results are group-committed, see GroupCommit); resume asks for those again. Schema changes are numbered
 migrations applied in order (PRAGMA user_version). Reads stream in batches, so memory stays flat.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -57,6 +59,41 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class GroupCommit:
+    """Writes to one connection, committed together at most `interval` seconds after the first of them.
+
+    Inside a running event loop, a write opens a transaction and schedules its commit; writes that come
+    in the meantime join it. Committing every answer alone cost more than parsing it (two commits an
+    item: cache and result), so a process killed mid-run loses at most the last `interval` of answers,
+    which a resume asks for again. Outside an event loop every write commits at once."""
+
+    def __init__(self, conn: sqlite3.Connection, interval: float = 0.02) -> None:
+        self.conn = conn
+        self.interval = interval
+        self._handle: asyncio.TimerHandle | None = None
+
+    def execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or self.interval <= 0:
+            self.conn.execute(sql, params)
+            return
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+        self.conn.execute(sql, params)
+        if self._handle is None:
+            self._handle = loop.call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
+
 def migrate(conn: sqlite3.Connection, migrations: list[str]) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     for i, script in enumerate(migrations[version:], start=version + 1):
@@ -67,6 +104,7 @@ class RunStore:
     def __init__(self, run_dir: Path, conn: sqlite3.Connection) -> None:
         self.run_dir = run_dir
         self.conn = conn
+        self.writes = GroupCommit(conn)
 
     # --- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -87,7 +125,12 @@ class RunStore:
         migrate(conn, MIGRATIONS)
         return cls(run_dir, conn)
 
+    def flush(self) -> None:
+        """Commit the results written so far (labeling does this by itself within 20 ms)."""
+        self.writes.flush()
+
     def close(self) -> None:
+        self.writes.flush()
         self.conn.close()
 
     @property
@@ -186,6 +229,15 @@ class RunStore:
                 yield Item(id=r["id"], text=r["text"], row=r["ord"], flags=tuple(f for f in r["flags"].split(",") if f))
             last = rows[-1]["ord"]
 
+    def count_pending(self, member: str, *, retry_failed: bool = False) -> int:
+        """How many items `pending(member, retry_failed=...)` would yield."""
+        statuses = ("labeled", "skipped") if retry_failed else ("labeled", "skipped", "failed")
+        done = self.conn.execute(
+            f"SELECT COUNT(*) FROM results WHERE member = ? AND status IN ({','.join('?' * len(statuses))})",
+            (member, *statuses),
+        ).fetchone()[0]
+        return self.count_items() - int(done)
+
     def count_items(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
@@ -196,7 +248,7 @@ class RunStore:
         d["cached"] = int(r.cached)
         d["finished_at"] = time.time()
         cols = ",".join(d)
-        self.conn.execute(
+        self.writes.execute(
             f"INSERT OR REPLACE INTO results ({cols}) VALUES ({','.join('?' * len(d))})", tuple(d.values())
         )
 
@@ -237,16 +289,21 @@ class Cache:
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, completion TEXT NOT NULL, created REAL)"
         )
+        self.writes = GroupCommit(self.conn)
 
     def get(self, key: str) -> Completion | None:
         row = self.conn.execute("SELECT completion FROM cache WHERE key = ?", (key,)).fetchone()
         return None if row is None else Completion.from_json(row[0])
 
     def put(self, key: str, completion: Completion) -> None:
-        self.conn.execute(
+        self.writes.execute(
             "INSERT OR REPLACE INTO cache (key, completion, created) VALUES (?, ?, ?)",
             (key, completion.to_json(), time.time()),
         )
 
+    def flush(self) -> None:
+        self.writes.flush()
+
     def close(self) -> None:
+        self.writes.flush()
         self.conn.close()

@@ -117,6 +117,8 @@ def count(text: str, model: str) -> int:
 
 def truncate(text: str, max_tokens: int, model: str) -> tuple[str, bool]:
     """Cut `text` to at most `max_tokens` tokens. Returns (text, was_truncated)."""
+    if len(text) <= max_tokens and len(text.encode("utf-8")) <= max_tokens:
+        return text, False  # a token is at least one byte: no need to encode
     enc = get_encoder(model)
     toks = enc.encode_ordinary(text)
     if len(toks) <= max_tokens:
