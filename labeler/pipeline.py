@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import platform
 import time
@@ -151,16 +152,11 @@ async def start_run(
     manifest = build_manifest(task, input_path, run_dir.name)
     store = RunStore.create(run_dir, manifest)
     try:
-        store.ingest(_chain(first, rows), members=[m.name for m in task.members])
+        store.ingest(itertools.chain([first], rows), members=[m.name for m in task.members])
         summary = await _label(task, store, limit=limit, retry_failed=False, show_progress=show_progress)
     finally:
         store.close()
     return run_dir, summary
-
-
-def _chain(first: Any, rest: Any) -> Any:
-    yield first
-    yield from rest
 
 
 def load_run_task(store: RunStore) -> TaskConfig:

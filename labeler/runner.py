@@ -142,9 +142,9 @@ class MemberWorker:
                 if "verbalized" in methods and answer.verbalized is not None:
                     dists["verbalized"] = verbalized_dist(answer.label, answer.verbalized, self.labels)
                 if "consistency" in methods:
-                    votes = dist = vote_dist(await self._samples(text, spend), self.labels)
-                    if votes is not None:
-                        dists["consistency"] = dist  # type: ignore[assignment]
+                    shares = vote_dist(await self._samples(text, spend), self.labels)
+                    if shares is not None:
+                        dists["consistency"] = shares
         except FatalError as exc:
             if exc.status == 401:
                 raise FatalError(
