@@ -3,8 +3,9 @@ ratio of the server's own saturated throughput, side by side in one run.
 
 One llama-server (Gemma-3-270M) serves both contenders. The corpus is cut into blocks; blocks go
 alternately (A B B A ...) to labeler's full pipeline (store, cache, parsing, retries; empty cache)
-and to a bare `AsyncOpenAI` loop at the same concurrency sending the very same requests, so both
-see the same server, prompt-cache state and texts of the same kind. Accuracy is labeler's, on every
+and to a bare `AsyncOpenAI` loop that keeps twice as many requests in flight as the server has slots
+(so the server is never idle: its saturated throughput), sending the very same requests, so both see
+the same server, prompt-cache state and texts of the same kind. Accuracy is labeler's, on every
 item it labeled.
 
     python eval/bench_local.py [--items 300] [--block 25]
@@ -89,7 +90,7 @@ async def main(n_items: int, block: int) -> None:
                 n_lab += len(chunk)
             else:
                 reqs = [builder.build(tokens.truncate(r.item.text, task.max_input_tokens, "x")[0]) for r in chunk]
-                t_bare += await bare_loop(client, reqs, conc)
+                t_bare += await bare_loop(client, reqs, 2 * conc)  # twice the server's slots: saturated
                 n_bare += len(chunk)
         await client.close()
         await backend.aclose()
@@ -104,7 +105,7 @@ async def main(n_items: int, block: int) -> None:
     y_true = [r.gold for r in rows]
     y_pred = [got.get(r.item.id) or "none" for r in rows]
     lab_rate, bare_rate = n_lab / t_lab, n_bare / t_bare
-    print(f"items: {len(rows)}  concurrency: {conc}  blocks of {block}, alternating A B B A")
+    print(f"items: {len(rows)}  labeler concurrency: {conc}, bare loop: {2 * conc}  blocks of {block}, A B B A")
     print(f"accuracy: {accuracy_score(y_true, y_pred):.3f}  macro-F1: {f1_score(y_true, y_pred, average='macro'):.3f}")
     print(f"labeler pipeline: {lab_rate:.2f} labels/s on {n_lab} items")
     print(f"bare AsyncOpenAI loop (server saturated): {bare_rate:.2f} requests/s on {n_bare} items")
