@@ -320,10 +320,10 @@ class LocalServer:
             return
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(timeout=10)
+            proc.wait(timeout=5)
 
     async def __aenter__(self) -> str:
         return await asyncio.to_thread(self.start)

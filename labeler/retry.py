@@ -54,6 +54,10 @@ async def call_with_retry(
     except RetryableError as exc:
         first = exc
 
+    me = asyncio.current_task()
+    if me is not None and me.cancelling():  # cancelled while the first attempt ran: don't retry
+        raise asyncio.CancelledError
+
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         if on_retry is not None and isinstance(exc, RetryableError):

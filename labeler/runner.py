@@ -222,7 +222,10 @@ async def label_pending(
         flagged: set[str] = set()
 
         async def loop() -> None:
+            me = asyncio.current_task()
             for item in it:  # workers share one iterator; next() never awaits, so no item is taken twice
+                if me is not None and me.cancelling():  # Ctrl-C: a library below may have eaten the cancel
+                    raise asyncio.CancelledError
                 result = await worker.label(item)
                 store.put_result(result)
                 if result.reason and "truncated" in result.reason and item.id not in flagged:

@@ -121,7 +121,7 @@ def test_no_orphan_server_after_interrupt_or_kill(tmp_path: Path, sig: signal.Si
         _wait_for_results(tmp_path / "run", proc)
         assert llama_servers() - before, "expected the embedded server to be running"
         proc.send_signal(sig)
-        code = proc.wait(timeout=30)
+        code = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
