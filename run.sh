@@ -19,8 +19,10 @@ setup() {
 case "${1:-example}" in
   example)
     setup
+    run="runs/example-$(date +%Y%m%d-%H%M%S)"
     out=runs/example-labels.csv
-    .venv/bin/labeler run tasks/news_topic.toml --export "$out"
+    .venv/bin/labeler run tasks/news_topic.toml --run-dir "$run" --export "$out"
+    .venv/bin/labeler eval "$run"   # the corpus ships human labels: how good are these?
     echo "labels with confidence and provenance: $out"
     ;;
   test)

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import itertools
 import os
 import platform
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -120,10 +122,17 @@ async def _label(
         pending = sum(store.count_pending(m.name, retry_failed=retry_failed) for m in task.members)
         total = pending if limit is None else min(pending, limit * len(task.members))
         progress = Progress(total) if show_progress else None
-        async with open_backends(task) as backends:
+        async with open_backends(task) as backends, _graceful_stop() as stop:
             try:
                 await label_pending(
-                    task, store, cache, backends, limit=limit, retry_failed=retry_failed, progress=progress
+                    task,
+                    store,
+                    cache,
+                    backends,
+                    limit=limit,
+                    retry_failed=retry_failed,
+                    progress=progress,
+                    stop=stop,
                 )
             finally:
                 if progress is not None:
@@ -131,7 +140,36 @@ async def _label(
         combine_run(store, task)  # per-item agreement across members (and the label, with several)
     finally:
         cache.close()
+    if stop.is_set():
+        raise KeyboardInterrupt  # the CLI says how to resume and exits 130
     return summarize(store, time.monotonic() - start)
+
+
+@contextlib.asynccontextmanager
+async def _graceful_stop() -> AsyncIterator[asyncio.Event]:
+    """Ctrl-C or SIGTERM sets the event: the workers store the answers in flight and stop. A second
+    Ctrl-C cancels at once (answers in flight are then lost, and asked again on resume)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and main is not None:
+            main.cancel()
+        stop.set()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+    try:
+        yield stop
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 async def start_run(

@@ -212,9 +212,11 @@ async def label_pending(
     retry_failed: bool = False,
     progress: Progress | None = None,
     breaker: int = 25,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Label every pending (item, member) pair. Raises BackendError if a member's server keeps failing
-    (`breaker` items in a row) or rejects us outright; what was stored so far stays stored."""
+    (`breaker` items in a row) or rejects us outright; what was stored so far stays stored. Once `stop`
+    is set, workers finish the item they hold (its answer is paid for: keep it) and take no more."""
 
     async def run_member(member: Member) -> None:
         worker = MemberWorker(task, member, backends[member.name], cache)
@@ -224,7 +226,9 @@ async def label_pending(
         async def loop() -> None:
             me = asyncio.current_task()
             for item in it:  # workers share one iterator; next() never awaits, so no item is taken twice
-                if me is not None and me.cancelling():  # Ctrl-C: a library below may have eaten the cancel
+                if stop is not None and stop.is_set():
+                    return
+                if me is not None and me.cancelling():  # cancelled, and a library below ate the cancel
                     raise asyncio.CancelledError
                 result = await worker.label(item)
                 store.put_result(result)
