@@ -15,7 +15,7 @@ class Progress:
         self.tty = self.stream.isatty()
         self.every = every if every is not None else (0.2 if self.tty else 10.0)
         self.start = time.monotonic()
-        self.last = 0.0
+        self.last = self.start  # first line after `every` seconds, when the rate means something
         self.done = 0
         self.failed = 0
         self.cached = 0
