@@ -58,24 +58,33 @@ async def bare_loop(client: openai.AsyncOpenAI, requests: list, concurrency: int
 
 async def main(n_items: int, block: int) -> None:
     task = load_config(ROOT / "tasks" / "news_topic.toml")
-    rows = [r for _, r in zip(range(n_items), read_rows(task.input_path, id_column="id", text_column="text",
-                                                            gold_column="label"), strict=False)]
+    rows = [
+        r
+        for _, r in zip(
+            range(n_items),
+            read_rows(task.input_path, id_column="id", text_column="text", gold_column="label"),
+            strict=False,
+        )
+    ]
     async with LocalServer("gemma3-270m") as base_url:
-        member = replace(task.primary, endpoint=replace(task.primary.endpoint, base_url=base_url,
-                                                         profile="gemma3-270m"))
+        member = replace(
+            task.primary, endpoint=replace(task.primary.endpoint, base_url=base_url, profile="gemma3-270m")
+        )
         task = replace(task, members=(member,))
         conc = member.endpoint.concurrency
         builder = RequestBuilder.for_member(task, member)
         client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=120)
         backend = OpenAIBackend(base_url=base_url, api_key="x", timeout=120)
         tmp = Path(tempfile.mkdtemp(prefix="bench-local-"))
-        store = RunStore.create(tmp / "run", {"run_id": "bench", "members": [{"name": "default",
-                                                                              "template_hash": "x"}]})
+        store = RunStore.create(
+            tmp / "run", {"run_id": "bench", "members": [{"name": "default", "template_hash": "x"}]}
+        )
         cache = Cache(tmp / "cache.sqlite")
         blocks = [rows[i : i + block] for i in range(0, len(rows), block)]
         # warm-up: the shared few-shot prefix into the server's prompt cache, for both alike
-        await bare_loop(client, [builder.build(tokens.truncate(r.item.text, task.max_input_tokens,
-                                                               "x")[0]) for r in rows[:2]], conc)
+        await bare_loop(
+            client, [builder.build(tokens.truncate(r.item.text, task.max_input_tokens, "x")[0]) for r in rows[:2]], conc
+        )
         t_lab = t_bare = 0.0
         n_lab = n_bare = 0
         for b, chunk in enumerate(blocks):
