@@ -20,7 +20,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from labeler.review import export_queue, final_rows, import_reviews, run_task
+from labeler.review import export_queue, final_rows, import_reviews
 from labeler.router import route_run
 from labeler.store import RunStore
 
@@ -59,7 +59,7 @@ def main() -> None:
     for table in ("queue", "reviews", "audit_strata"):
         store.conn.execute(f"DROP TABLE IF EXISTS {table}")
     gold = {r["id"]: r["gold"] for r in store.conn.execute("SELECT id, gold FROM items")}
-    labels = list(run_task(store).label_names)
+    labels = list(store.task().label_names)
     store.close()
 
     plan, _ = route_run(run, max_items=a.budget, seed=a.seed, threshold=a.threshold)

@@ -35,7 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 
-from labeler.config import CONFIDENCE_METHODS, TaskConfig, load_config
+from labeler.config import CONFIDENCE_METHODS, TaskConfig
 from labeler.ensemble import COMBINED_SCHEMA, combine_item, combine_run, grouped_views, needs_combine
 from labeler.errors import LabelerError
 from labeler.store import RunStore
@@ -496,7 +496,7 @@ def format_reports(reports: Sequence[MethodReport]) -> str:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     store = RunStore.open(args.run_dir)
     try:
-        task = load_config(store.manifest["config_path"])
+        task = store.task()
         reports = calibrate_run(store, task, methods=args.method, n_splits=args.folds, seed=args.seed)
     finally:
         store.close()

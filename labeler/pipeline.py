@@ -18,7 +18,7 @@ from typing import Any
 
 from labeler import __version__
 from labeler.backends import Backend, OpenAIBackend
-from labeler.config import LOCAL, TaskConfig, load_config
+from labeler.config import LOCAL, TaskConfig
 from labeler.ensemble import combine_run
 from labeler.errors import RunStoreError
 from labeler.inputs import read_rows
@@ -200,7 +200,7 @@ async def start_run(
 def load_run_task(store: RunStore) -> TaskConfig:
     """The task config a run was started with, checked against the manifest's template hashes."""
     manifest = store.manifest
-    task = load_config(manifest["config_path"])
+    task = store.task()
     now = template_hashes(task)
     then = {m["name"]: m["template_hash"] for m in manifest["members"]}
     if now != then:

@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from labeler.config import TaskConfig, load_config
-from labeler.errors import LabelerError, RunStoreError
+from labeler.errors import LabelerError
 from labeler.store import RunStore
 
 SCHEMA = """
@@ -99,14 +98,6 @@ class Answer:
     label: str
     correction_reason: str | None = None
     note: str | None = None
-
-
-def run_task(store: RunStore) -> TaskConfig:
-    """The task config named by the run's manifest."""
-    path = Path(store.manifest.get("config_path", ""))
-    if not path.is_file():
-        raise RunStoreError(f"the run's task config {path} is gone; restore it (manifest.json names it)")
-    return load_config(path)
 
 
 def read_queue(store: RunStore) -> list[QueueEntry]:
@@ -316,7 +307,7 @@ def export_queue(
         raise ReviewError(f"unknown review format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
     store = RunStore.open(run_dir)
     try:
-        task = run_task(store)
+        task = store.task()
         entries = read_queue(store)
         manifest = store.manifest
     finally:
@@ -612,7 +603,7 @@ def import_reviews(
     answers, fmt = read_answers(path, fmt)
     store = RunStore.open(run_dir)
     try:
-        task = run_task(store)
+        task = store.task()
         ensure_schema(store.conn)
         ids = {r[0] for r in store.conn.execute("SELECT id FROM items")}
         reviews = check_answers(

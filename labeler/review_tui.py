@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labeler.review import QueueEntry, Review, ensure_schema, read_queue, run_task, save_reviews, shows_suggestion
+from labeler.review import QueueEntry, Review, ensure_schema, read_queue, save_reviews, shows_suggestion
 from labeler.store import RunStore
 
 Read = Callable[[str], str]
@@ -125,7 +125,7 @@ def run_tui(
     """Review a run's queue in the terminal. Items this reviewer already answered are left out unless `redo`."""
     store = RunStore.open(run_dir)
     try:
-        task = run_task(store)
+        task = store.task()
         ensure_schema(store.conn)
         entries = read_queue(store)
         if not redo:

@@ -320,11 +320,9 @@ def route_run(
     threshold: float | None = None,
 ) -> tuple[Plan, ReviewConfig]:
     """Route a run with its task's [routing] and [review] settings, the arguments overriding them."""
-    from labeler.review import run_task
-
     store = RunStore.open(run_dir)
     try:
-        task = run_task(store)
+        task = store.task()
         cfg = task.routing
         fraction = cfg.audit_fraction if audit_fraction is None else audit_fraction
         rules = Rules(

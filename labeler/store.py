@@ -22,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from labeler.config import TaskConfig, load_config
 from labeler.errors import InputError, RunStoreError
 from labeler.inputs import Row
 from labeler.types import Completion, Item, ItemResult
@@ -137,6 +138,14 @@ class RunStore:
     def manifest(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.run_dir / "manifest.json").read_text(encoding="utf-8"))
         return data
+
+    def task(self) -> TaskConfig:
+        """The task config named by the manifest (`labeler.pipeline.load_run_task` also checks that its
+        templates are unchanged, which only labeling needs)."""
+        path = Path(self.manifest.get("config_path", ""))
+        if not path.is_file():
+            raise RunStoreError(f"the run's task config {path} is gone; restore it (manifest.json names it)")
+        return load_config(path)
 
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
