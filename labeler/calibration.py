@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from sklearn.model_selection import StratifiedKFold
 from labeler.config import CONFIDENCE_METHODS, TaskConfig
 from labeler.ensemble import COMBINED_SCHEMA, combine_item, combine_run, grouped_views, needs_combine
 from labeler.errors import LabelerError
+from labeler.metrics import reference_label
 from labeler.store import RunStore
 
 ENSEMBLE = "ensemble"
@@ -292,27 +292,25 @@ def select_calibrator(
 
 
 # --- the run -----------------------------------------------------------------------------------
-def _has_table(store: RunStore, name: str) -> bool:
-    q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-    return store.conn.execute(q, (name,)).fetchone() is not None
-
-
 def human_labels(store: RunStore, labels: Sequence[str]) -> dict[str, str]:
-    """item id → human label: the gold column where it has one of `labels`, else the majority of the
-    item's reviews (ties: label order). Labels outside the label set are ignored."""
+    """item id → reference label (`metrics.reference_label`) over the gold column and the reviews, for the
+    items that have one. Labels outside the label set are ignored."""
     known = set(labels)
-    order = {lab: i for i, lab in enumerate(labels)}
-    out: dict[str, str] = {}
-    if _has_table(store, "reviews"):
-        votes: dict[str, Counter[str]] = {}
-        for item_id, label in store.conn.execute("SELECT item_id, label FROM reviews WHERE label IS NOT NULL"):
+    humans: dict[str, dict[str, str]] = {}
+    if store.has_table("reviews"):
+        for item_id, reviewer, label in store.conn.execute(
+            "SELECT item_id, reviewer, label FROM reviews WHERE label IS NOT NULL"
+        ):
             if label in known:
-                votes.setdefault(item_id, Counter())[label] += 1
-        for item_id, c in votes.items():
-            out[item_id] = max(c, key=lambda lab: (c[lab], -order[lab]))
+                humans.setdefault(item_id, {})[str(reviewer)] = label
     for item_id, gold in store.conn.execute("SELECT id, gold FROM items WHERE gold IS NOT NULL"):
         if gold in known:
-            out[item_id] = gold
+            humans.setdefault(item_id, {})["gold"] = gold
+    out = {}
+    for item_id, h in humans.items():
+        ref = reference_label(h, labels=labels)
+        if ref is not None:
+            out[item_id] = ref
     return out
 
 

@@ -300,8 +300,7 @@ def combine_run(store: RunStore, task: TaskConfig, *, batch: int = 2000) -> int:
 
 
 def has_combined(store: RunStore) -> bool:
-    row = store.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'combined'").fetchone()
-    return row is not None
+    return store.has_table("combined")
 
 
 def combined_columns(row: Mapping[str, Any] | sqlite3.Row | None) -> dict[str, Any]:

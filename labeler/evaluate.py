@@ -7,7 +7,7 @@
 
 Human labels come from the run's `reviews` table (the review workflow), the input's gold column (reviewer
 "gold") and `--human FILE` (columns id,label[,reviewer]). An item's reference label is the majority of its
-human labels; gold breaks ties, otherwise a tie is broken at random (seeded by the item id).
+human labels; gold breaks ties, otherwise the earlier label in the label set (metrics.reference_label).
 Skipped items (empty text) are left out; items the LLM failed on count as errors ("no label").
 """
 
@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import math
-import random
 import sqlite3
 import time
 from collections import Counter
@@ -74,10 +73,6 @@ class EvalInputs:
 
 
 # --- gathering ---------------------------------------------------------------------------------------------
-
-
-def _tables(conn: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def read_human_file(path: Path) -> list[tuple[str, str, str]]:
@@ -150,7 +145,7 @@ def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:
         members = [m["name"] for m in manifest["members"]]
         notes: list[str] = []
 
-        tables = _tables(store.conn)
+        tables = {t for t in ("combined", "reviews", "queue", "audit_strata") if store.has_table(t)}
         dists = {
             r["item_id"]: json.loads(r["distributions"])
             for r in store.conn.execute("SELECT item_id, distributions FROM results WHERE member = ?", (primary,))
@@ -267,20 +262,6 @@ def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:
 
 
 # --- measuring ---------------------------------------------------------------------------------------------
-
-
-def reference_label(humans: Mapping[str, str], *, key: str, seed: int = 0) -> str | None:
-    """The majority of an item's human labels; gold breaks a tie, else a seeded coin keyed by the item."""
-    if not humans:
-        return None
-    counts = Counter(humans.values())
-    top = max(counts.values())
-    tied = sorted(v for v, c in counts.items() if c == top)
-    if len(tied) == 1:
-        return tied[0]
-    if humans.get("gold") in tied:
-        return humans["gold"]
-    return random.Random(f"{seed}:{key}").choice(tied)
 
 
 def jsonable(obj: Any) -> Any:
@@ -435,7 +416,7 @@ def build_metrics(inputs: EvalInputs, *, n_boot: int = 1000, seed: int = 0) -> d
 
     labels = inputs.labels
     n = len(inputs.ids)
-    ref = [reference_label(h, key=i, seed=seed) for h, i in zip(inputs.human, inputs.ids, strict=True)]
+    ref = [M.reference_label(h, labels=labels) for h in inputs.human]
     have = [i for i in range(n) if ref[i] is not None]
     if not have:
         raise LabelerError(

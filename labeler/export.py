@@ -142,8 +142,7 @@ def export_run(run_dir: Path, out: Path, fmt: str | None = None, *, with_text: b
     fmt = fmt or out.suffix.lstrip(".").lower()
     store = RunStore.open(run_dir)
     try:
-        reviewed = store.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'reviews'").fetchone()
-        if reviewed:  # humans have labeled part of the run: the final dataset, with a source column
+        if store.has_table("reviews"):  # humans have labeled part of the run: the final dataset, with a source column
             from labeler.review import final_rows
 
             return write_rows(final_rows(store, with_text=with_text), out, fmt)

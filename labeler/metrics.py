@@ -43,6 +43,24 @@ class Estimate:
         return asdict(self)
 
 
+def reference_label(humans: Mapping[str, str], *, labels: Sequence[str]) -> str | None:
+    """An item's reference label from its human labels (reviewer → label; the input's gold column is the
+    reviewer "gold"): the majority; a tie goes to gold if gold is among the tied, else to the earlier
+    label in `labels`. None when nobody labeled the item. Every stage that needs "the human label" uses
+    this (calibration, evaluation)."""
+    if not humans:
+        return None
+    counts = Counter(humans.values())
+    top = max(counts.values())
+    tied = [v for v, c in counts.items() if c == top]
+    if len(tied) == 1:
+        return tied[0]
+    if humans.get("gold") in tied:
+        return humans["gold"]
+    order = {lab: i for i, lab in enumerate(labels)}
+    return min(tied, key=lambda v: (order.get(v, len(order)), v))
+
+
 def encode(values: Sequence[Hashable | None], labels: Sequence[str]) -> np.ndarray:
     """(n,) int codes: the index of each value in `labels`, or len(labels) for None and unknown values."""
     index: dict[Hashable, int] = {lab: i for i, lab in enumerate(labels)}

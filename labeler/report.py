@@ -407,7 +407,7 @@ def build_blocks(m: Mapping[str, Any], images: Mapping[str, str]) -> list[Block]
         f"{d['skipped']} skipped (empty text).",
         f"{d['with_human']} items have a human label; {d['with_several_humans']} have several. "
         f"Labels per reviewer: {reviewers}.",
-        "Reference label of an item = majority of its human labels (gold breaks ties, else a seeded coin).",
+        "Reference label of an item = majority of its human labels (gold breaks ties, else label order).",
         f"{d['reviewed_in_workflow']} items were reviewed in the workflow; the reviewer changed the LLM's label "
         f"on {d.get('workflow_changed_llm', 0)} of them.",
         *d["notes"],

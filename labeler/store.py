@@ -147,6 +147,11 @@ class RunStore:
             raise RunStoreError(f"the run's task config {path} is gone; restore it (manifest.json names it)")
         return load_config(path)
 
+    def has_table(self, name: str) -> bool:
+        """Whether a later stage has added table `name` (combined, queue, reviews, ...) to this run."""
+        q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self.conn.execute(q, (name,)).fetchone() is not None
+
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])

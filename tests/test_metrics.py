@@ -313,3 +313,11 @@ def test_cost_scenarios() -> None:
     assert by["LLM + review"]["cost"] == pytest.approx(12.0) and by["all human"]["cost"] == pytest.approx(100.0)
     assert by["LLM only"]["cost_per_label"] == pytest.approx(0.002)
     assert by["LLM + review"]["cost_per_accuracy_point"] == pytest.approx(12.0 / 90)
+
+
+def test_reference_label_majority_then_gold_then_label_order() -> None:
+    labels = ("business", "sport", "tech")
+    assert M.reference_label({}, labels=labels) is None
+    assert M.reference_label({"r1": "tech", "r2": "tech", "gold": "sport"}, labels=labels) == "tech"  # majority
+    assert M.reference_label({"r1": "tech", "gold": "sport"}, labels=labels) == "sport"  # tie: gold
+    assert M.reference_label({"r1": "tech", "r2": "business"}, labels=labels) == "business"  # tie: label order
