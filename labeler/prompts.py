@@ -158,20 +158,28 @@ class RequestBuilder:
             path = member.completion_template
         return cls(task, member, load_template(path), profile)
 
-    def messages(self, text: str) -> tuple[Message, ...]:
-        return render(self.template, template_vars(self.task, self.profile, text))
+    # What is the same for every item is worked out once per builder, not once per request.
+    @functools.cached_property
+    def _fixed_vars(self) -> dict[str, Any]:
+        return template_vars(self.task, self.profile, "")
 
-    def build(self, text: str, *, temperature: float | None = None, n: int = 1, seed: int | None = None) -> Request:
-        ep = self.member.endpoint
-        answer = answer_format(self.task, self.profile)
+    @functools.cached_property
+    def _constraint(self) -> tuple[dict[str, Any] | None, str | None, bool]:
+        """(response_format, grammar, ask for logprobs)."""
         verbalized = "verbalized" in self.task.confidence.methods
-        fmt = None
-        grammar = None
+        fmt = grammar = None
         if self.profile.structured == "json_schema":
             fmt = json_schema(self.task.label_names, verbalized)
         elif self.profile.structured == "grammar":
-            grammar = label_grammar(self.task.label_names, answer, verbalized)
-        want_logprobs = self.profile.logprobs and "logprob" in self.task.confidence.methods
+            grammar = label_grammar(self.task.label_names, answer_format(self.task, self.profile), verbalized)
+        return fmt, grammar, self.profile.logprobs and "logprob" in self.task.confidence.methods
+
+    def messages(self, text: str) -> tuple[Message, ...]:
+        return render(self.template, {**self._fixed_vars, "text": text})
+
+    def build(self, text: str, *, temperature: float | None = None, n: int = 1, seed: int | None = None) -> Request:
+        ep = self.member.endpoint
+        fmt, grammar, want_logprobs = self._constraint
         return Request(
             model=ep.model,
             messages=self.messages(text),
