@@ -23,13 +23,13 @@ from pathlib import Path
 import openai
 from sklearn.metrics import accuracy_score, f1_score
 
-from labeler import tokens
-from labeler.backends import OpenAIBackend
+from labeler.label import tokens
+from labeler.label.backends import OpenAIBackend
 from labeler.config import load_config
 from labeler.inputs import read_rows
-from labeler.local import LocalServer
-from labeler.prompts import RequestBuilder
-from labeler.runner import label_pending
+from labeler.label.local import LocalServer
+from labeler.label.prompts import RequestBuilder
+from labeler.label.runner import label_pending
 from labeler.store import Cache, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]

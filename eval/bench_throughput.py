@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from openai_stub import write_task  # noqa: E402
 
 from labeler.config import TaskConfig, load_config  # noqa: E402
-from labeler.pipeline import start_run  # noqa: E402
-from labeler.prompts import RequestBuilder  # noqa: E402
+from labeler.label.pipeline import start_run  # noqa: E402
+from labeler.label.prompts import RequestBuilder  # noqa: E402
 
 LABELS = ("business", "politics", "sport", "tech")
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from labeler.calibration import CalData, calibrate_run, ece, human_labels, method_data, select_calibrator
+from labeler.confidence.calibration import CalData, calibrate_run, ece, human_labels, method_data, select_calibrator
 from labeler.config import TaskConfig, load_config
-from labeler.pipeline import resume_run, start_run
+from labeler.label.pipeline import resume_run, start_run
 from labeler.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]

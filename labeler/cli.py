@@ -15,7 +15,7 @@ from labeler.errors import LabelerError
 
 
 def _print_summary(run_dir: Path | None, s: object) -> None:
-    from labeler.runner import RunSummary
+    from labeler.label.runner import RunSummary
 
     assert isinstance(s, RunSummary)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(s.counts.items()))
@@ -32,7 +32,7 @@ def _print_summary(run_dir: Path | None, s: object) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from labeler.config import load_config
     from labeler.export import export_run
-    from labeler.pipeline import start_run
+    from labeler.label.pipeline import start_run
 
     task = load_config(args.config)
     run_dir, summary = asyncio.run(
@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from labeler.pipeline import resume_run
+    from labeler.label.pipeline import resume_run
 
     summary = asyncio.run(
         resume_run(args.run_dir, limit=args.limit, retry_failed=not args.no_retry_failed, show_progress=not args.quiet)
@@ -57,7 +57,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from labeler.config import load_config
-    from labeler.estimate import estimate, format_estimate
+    from labeler.label.estimate import estimate, format_estimate
 
     print(format_estimate(estimate(load_config(args.config), args.input)))
     return 0
@@ -72,7 +72,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from labeler.local import build_server, install_model
+    from labeler.label.local import build_server, install_model
 
     print(f"llama-server: {build_server()}")
     for name in args.model:
@@ -81,7 +81,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from labeler.local import doctor
+    from labeler.label.local import doctor
 
     ok_all = True
     for what, ok, detail in doctor():
@@ -132,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("doctor", cmd_doctor, "say what the embedded default has and what is missing")
 
-    from labeler import calibration, evaluate, review, router
+    from labeler.confidence import calibration
+    from labeler.evaluate import gather as evaluate
+    from labeler.review import tools as review
+    from labeler.review import router
 
     for stage in (calibration, router, review, evaluate):
         stage.register(sub)

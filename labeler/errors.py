@@ -11,7 +11,7 @@
         └── FatalError           will not get better by retrying: 400, 401, 403, 404, ...
 
 Messages name the fix. Backend errors are translated from SDK errors in exactly one place
-(`labeler.backends.translate_error`).
+(`labeler.label.backends.translate_error`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Exporting a run: one row per item, streamed to CSV, JSONL or Parquet.
 
-Once human reviews were imported, the export is the final dataset (labeler.review.final_rows): the
+Once human reviews were imported, the export is the final dataset (labeler.review.tools.final_rows): the
 human label where reviewed, else the LLM's, with `source` and the routing reasons.
 
 Columns: id, label, confidence, status, reason, then provenance (member, model, template_hash,
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from labeler.config import CONFIDENCE_METHODS
-from labeler.ensemble import combined_columns, has_combined
+from labeler.confidence.ensemble import combined_columns, has_combined
 from labeler.errors import LabelerError
 from labeler.store import RunStore
 
@@ -143,7 +143,7 @@ def export_run(run_dir: Path, out: Path, fmt: str | None = None, *, with_text: b
     store = RunStore.open(run_dir)
     try:
         if store.has_table("reviews"):  # humans have labeled part of the run: the final dataset, with a source column
-            from labeler.review import final_rows
+            from labeler.review.tools import final_rows
 
             return write_rows(final_rows(store, with_text=with_text), out, fmt)
         return write_rows(item_rows(store, with_text=with_text), out, fmt)

@@ -140,7 +140,7 @@ class RunStore:
         return data
 
     def task(self) -> TaskConfig:
-        """The task config named by the manifest (`labeler.pipeline.load_run_task` also checks that its
+        """The task config named by the manifest (`labeler.label.pipeline.load_run_task` also checks that its
         templates are unchanged, which only labeling needs)."""
         path = Path(self.manifest.get("config_path", ""))
         if not path.is_file():

@@ -1,6 +1,6 @@
 """In-process fakes for unit tests: a scripted Backend, completion builders, and a task on disk.
 
-Nothing here opens a socket. `FakeBackend` implements `labeler.backends.Backend`; its answers come
+Nothing here opens a socket. `FakeBackend` implements `labeler.label.backends.Backend`; its answers come
 from a script (a function of the Request), and it records every request it was sent.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from labeler.config import TaskConfig
 from labeler.inputs import read_rows
-from labeler.pipeline import build_manifest
+from labeler.label.pipeline import build_manifest
 from labeler.store import RunStore
 from labeler.types import Choice, Completion, Request, TokenLogprob
 

@@ -13,7 +13,7 @@ import pytest
 from scipy.special import expit, logit, softmax
 from test_ensemble import make_store, make_task
 
-from labeler.calibration import (
+from labeler.confidence.calibration import (
     KINDS,
     CalData,
     CalibrationError,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fakes import FakeBackend, item_number, json_answer, write_csv, write_task
 
-from labeler import pipeline
+from labeler.label import pipeline
 from labeler.cli import main
 from labeler.config import TaskConfig
 from labeler.errors import ConfigError, InputError

@@ -10,7 +10,7 @@ import pytest
 from fakes import write_task
 
 from labeler.config import TaskConfig, load_config
-from labeler.ensemble import (
+from labeler.confidence.ensemble import (
     EXPORT_COLUMNS,
     MemberView,
     combine_item,

@@ -24,12 +24,12 @@ from fakes import (
     write_task,
 )
 
-from labeler import tokens
+from labeler.label import tokens
 from labeler.config import TaskConfig, load_config
 from labeler.errors import LabelerError
-from labeler.estimate import estimate, format_estimate
+from labeler.label.estimate import estimate, format_estimate
 from labeler.export import export_run, item_rows, write_rows
-from labeler.runner import label_pending
+from labeler.label.runner import label_pending
 from labeler.store import Cache, RunStore
 
 SIMPLE = "[[system]]\nLabel as one of: {{ label_names | join(', ') }}.\n[[user]]\n{{ text }}\n"

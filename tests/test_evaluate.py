@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labeler import evaluate
+from labeler.evaluate import gather as evaluate
 from labeler.errors import InputError, LabelerError
 from labeler.inputs import Row
 from labeler.store import RunStore
@@ -216,7 +216,7 @@ def test_eval_errors_name_the_fix(tmp_path: Path) -> None:
 def test_eval_reads_an_ensemble_as_the_router_does(tmp_path: Path) -> None:
     """Two members and a `combined` table: the combined label is the LLM's label, the calibrated confidence
     the routing one, and the per-method confidences are scored against the first member's own label."""
-    from labeler.ensemble import COMBINED_SCHEMA
+    from labeler.confidence.ensemble import COMBINED_SCHEMA
 
     n = 80
     truth, pred, conf = _simulate(n, 5)

@@ -15,7 +15,7 @@ from openai_stub import OUT_OF_SET, StubServer, write_task
 
 from labeler.cli import main
 from labeler.config import load_config
-from labeler.pipeline import start_run
+from labeler.label.pipeline import start_run
 
 pytestmark = pytest.mark.integration
 

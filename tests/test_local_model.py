@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from labeler.config import load_config
-from labeler.local import model_file, server_binary
-from labeler.pipeline import start_run
+from labeler.label.local import model_file, server_binary
+from labeler.label.pipeline import start_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = ROOT / "tasks" / "news_topic.toml"

@@ -1,4 +1,4 @@
-"""Known-answer tests for labeler.metrics: simulated annotators whose confusion matrix and calibration are
+"""Known-answer tests for labeler.evaluate.metrics: simulated annotators whose confusion matrix and calibration are
 set in advance, so the true values follow from the simulation's parameters; the estimates must recover
 them within their intervals, and the intervals must cover at about their nominal rate."""
 
@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from labeler import metrics as M
+from labeler.evaluate import metrics as M
 
 LABELS = ("major", "middle", "minor")
 PRIOR = np.array([0.6, 0.3, 0.1])

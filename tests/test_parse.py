@@ -8,7 +8,7 @@ import math
 import pytest
 from fakes import tok
 
-from labeler.parse import label_probs, match_label, parse_choice, parse_text
+from labeler.label.parse import label_probs, match_label, parse_choice, parse_text
 from labeler.types import Choice, TokenLogprob
 
 SENTIMENT = ("positive", "negative", "neutral")

@@ -12,7 +12,7 @@ from fakes import BASE_URL, write_task
 
 from labeler.config import load_config
 from labeler.errors import TemplateError
-from labeler.prompts import (
+from labeler.label.prompts import (
     RequestBuilder,
     json_schema,
     label_grammar,

@@ -11,10 +11,10 @@ import httpx2
 import openai
 import pytest
 
-from labeler.backends import OpenAIBackend, translate_error
+from labeler.label.backends import OpenAIBackend, translate_error
 from labeler.config import RetryPolicy
 from labeler.errors import BackendError, FatalError, RetryableError
-from labeler.retry import Limiter, TokenBucket, call_with_retry
+from labeler.label.retry import Limiter, TokenBucket, call_with_retry
 from labeler.types import Message, Request, TokenLogprob
 
 URL = "http://127.0.0.1:9/v1"

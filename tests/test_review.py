@@ -16,7 +16,7 @@ from fakes import write_task
 
 from labeler.config import load_config
 from labeler.inputs import Row
-from labeler.review import (
+from labeler.review.tools import (
     QueueEntry,
     Review,
     ReviewError,
@@ -30,8 +30,8 @@ from labeler.review import (
     read_queue,
     register,
 )
-from labeler.review_tui import review_loop, run_tui
-from labeler.router import route_run
+from labeler.review.tui import review_loop, run_tui
+from labeler.review.router import route_run
 from labeler.store import RunStore
 from labeler.types import Item, ItemResult
 

@@ -13,8 +13,8 @@ from fakes import write_task
 
 from labeler.config import load_config
 from labeler.inputs import Row
-from labeler.review import ensure_schema
-from labeler.router import (
+from labeler.review.tools import ensure_schema
+from labeler.review.router import (
     Candidate,
     Rules,
     allocate,

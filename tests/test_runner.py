@@ -26,10 +26,11 @@ from fakes import (
     write_task,
 )
 
-from labeler import pipeline, tokens
+from labeler.label import pipeline
+from labeler.label import tokens
 from labeler.config import TaskConfig, load_config
 from labeler.errors import BackendError, FatalError, RetryableError
-from labeler.runner import label_pending
+from labeler.label.runner import label_pending
 from labeler.store import Cache, RunStore
 from labeler.types import Request
 
@@ -365,7 +366,7 @@ async def test_limit_labels_a_prefix_and_leaves_the_rest_pending(tmp_path: Path)
     store.close()
 
 
-# --- through labeler.pipeline, with the fake backend in place of open_backends -------------------
+# --- through labeler.label.pipeline, with the fake backend in place of open_backends -------------------
 def _patch_backends(monkeypatch: pytest.MonkeyPatch, make: Callable[[str], FakeBackend]) -> list[FakeBackend]:
     made: list[FakeBackend] = []
 

@@ -3,7 +3,7 @@
 The report is built once as a list of blocks (heading, paragraph, table, image) and rendered twice, to
 Markdown and to HTML with the PNGs inlined as base64. Plots use matplotlib's Agg canvas through
 `matplotlib.figure.Figure` (no pyplot, no global state). Everything is read from the metrics dict of
-labeler.evaluate.build_metrics, so a report can be rebuilt from metrics.json alone.
+labeler.evaluate.gather.build_metrics, so a report can be rebuilt from metrics.json alone.
 """
 
 from __future__ import annotations

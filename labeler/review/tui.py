@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labeler.review import QueueEntry, Review, ensure_schema, read_queue, save_reviews, shows_suggestion
+from labeler.review.tools import QueueEntry, Review, ensure_schema, read_queue, save_reviews, shows_suggestion
 from labeler.store import RunStore
 
 Read = Callable[[str], str]

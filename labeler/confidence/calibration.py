@@ -35,9 +35,9 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 
 from labeler.config import CONFIDENCE_METHODS, TaskConfig
-from labeler.ensemble import COMBINED_SCHEMA, combine_item, combine_run, grouped_views, needs_combine
+from labeler.confidence.ensemble import COMBINED_SCHEMA, combine_item, combine_run, grouped_views, needs_combine
 from labeler.errors import LabelerError
-from labeler.metrics import reference_label
+from labeler.evaluate.metrics import reference_label
 from labeler.store import RunStore
 
 ENSEMBLE = "ensemble"

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from labeler.confidence import Dist, verbalized_dist
+from labeler.confidence.distributions import Dist, verbalized_dist
 from labeler.config import RoutingConfig, TaskConfig
 from labeler.store import RunStore
 

@@ -271,7 +271,7 @@ def load_candidates(store: RunStore) -> list[Candidate]:
 
 def write_plan(store: RunStore, p: Plan) -> None:
     """Replace the queue and audit_strata tables with `p`, in one transaction (reviews are kept)."""
-    from labeler.review import ensure_schema
+    from labeler.review.tools import ensure_schema
 
     conn = store.conn
     ensure_schema(conn)

@@ -24,7 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from labeler.config import Member, TaskConfig
 from labeler.errors import TemplateError
-from labeler.profiles import ModelProfile, profile_for
+from labeler.label.profiles import ModelProfile, profile_for
 from labeler.types import Message, Request
 
 _MARKER = re.compile(r"^\[\[(system|user|assistant)\]\]\s*$", re.MULTILINE)

@@ -1,7 +1,7 @@
 """Evaluation: gather a run's LLM labels and every human label for it, then measure the error structure.
 
     gather(run_dir, human_file)  →  EvalInputs     (the run store, its reviews/queue tables, a CSV/JSONL)
-    build_metrics(inputs)        →  metrics dict   (JSON-able; the maths is labeler.metrics, imported here
+    build_metrics(inputs)        →  metrics dict   (JSON-able; the maths is labeler.evaluate.metrics, imported here
                                                     lazily so that registering the command stays cheap)
     labeler eval RUN_DIR         →  runs/<id>/report/ (report.md, report.html, PNGs, metrics.json)
 
@@ -307,7 +307,7 @@ def _distinct_methods(inputs: EvalInputs) -> tuple[dict[str, str], str | None]:
 
 
 def _calibration(inputs: EvalInputs, ref: list[str | None], *, n_boot: int, seed: int) -> dict[str, Any]:
-    from labeler import metrics as M
+    from labeler.evaluate import metrics as M
 
     out: dict[str, Any] = {}
     for m, name in _distinct_methods(inputs)[0].items():
@@ -336,7 +336,7 @@ def _calibration(inputs: EvalInputs, ref: list[str | None], *, n_boot: int, seed
 
 
 def _audit(inputs: EvalInputs, ref: list[str | None]) -> dict[str, Any] | None:
-    from labeler import metrics as M
+    from labeler.evaluate import metrics as M
 
     a = inputs.audit
     if a is None or not a.strata:
@@ -412,7 +412,7 @@ def _budgets(n: int, extra: Sequence[int]) -> list[int]:
 
 def build_metrics(inputs: EvalInputs, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """All the numbers of the report, as a JSON-able dict (see report.py for how they are shown)."""
-    from labeler import metrics as M  # scipy and scikit-learn load only when evaluating
+    from labeler.evaluate import metrics as M  # scipy and scikit-learn load only when evaluating
 
     labels = inputs.labels
     n = len(inputs.ids)
@@ -571,7 +571,7 @@ def _review_budget(inputs: EvalInputs, n: int) -> tuple[int, str]:
 def evaluate_run(
     run_dir: Path, *, human_file: Path | None = None, out_dir: Path | None = None, n_boot: int = 1000, seed: int = 0
 ) -> tuple[Path, dict[str, Any]]:
-    from labeler.report import write_report
+    from labeler.evaluate.report import write_report
 
     inputs = gather(run_dir, human_file=human_file)
     metrics = build_metrics(inputs, n_boot=n_boot, seed=seed)
@@ -581,7 +581,7 @@ def evaluate_run(
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from labeler.report import summary_sentences
+    from labeler.evaluate.report import summary_sentences
 
     out, metrics = evaluate_run(args.run_dir, human_file=args.human, out_dir=args.out, n_boot=args.boot, seed=args.seed)
     for line in summary_sentences(metrics):

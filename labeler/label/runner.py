@@ -13,15 +13,15 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-from labeler import tokens
-from labeler.backends import Backend
-from labeler.confidence import pick_confidence, verbalized_dist, vote_dist
+from labeler.label import tokens
+from labeler.label.backends import Backend
+from labeler.confidence.distributions import pick_confidence, verbalized_dist, vote_dist
 from labeler.config import Member, TaskConfig
 from labeler.errors import BackendError, FatalError, LabelerError, RetryableError
-from labeler.parse import parse_choice
-from labeler.progress import Progress
-from labeler.prompts import RequestBuilder, answer_format
-from labeler.retry import Limiter, call_with_retry
+from labeler.label.parse import parse_choice
+from labeler.label.progress import Progress
+from labeler.label.prompts import RequestBuilder, answer_format
+from labeler.label.retry import Limiter, call_with_retry
 from labeler.store import Cache, RunStore
 from labeler.types import Answer, Completion, Item, ItemResult, Message, Request
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from labeler import tokens
+from labeler.label import tokens
 from labeler.config import TaskConfig
 from labeler.inputs import read_rows
-from labeler.prompts import RequestBuilder
+from labeler.label.prompts import RequestBuilder
 
 
 @dataclass(frozen=True)

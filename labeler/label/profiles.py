@@ -34,7 +34,7 @@ PROFILES: dict[str, ModelProfile] = {
     "ollama": ModelProfile("ollama", structured="json_schema", answer="json", logprobs=False, supports_n=False),
     # Any llama.cpp llama-server with an instruction-tuned model.
     "llamacpp": ModelProfile("llamacpp", structured="grammar", answer="json", logprobs=True, supports_n=False),
-    # The embedded defaults (labeler.local): base / tiny models answer a bare label under a grammar.
+    # The embedded defaults (labeler.label.local): base / tiny models answer a bare label under a grammar.
     "gemma3-270m": ModelProfile(
         "gemma3-270m",
         structured="grammar",

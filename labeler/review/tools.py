@@ -815,7 +815,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add `labeler review {export,import,merge,promote,tui}` to an argparse subparsers object."""
-    from labeler import review_tui
+    from labeler.review import tui as review_tui
 
     desc = "send routed items to humans and bring their labels back"
     rp = sub.add_parser("review", help=desc, description=desc)

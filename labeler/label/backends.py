@@ -3,7 +3,7 @@
 A backend has one method, `complete(request) -> Completion`. SDK errors are translated here, once,
 into RetryableError (429 with its retry-after, 5xx, timeouts, dropped connections, garbled bodies)
 or FatalError (everything that retrying will not fix). The SDK's own retries are off
-(`max_retries=0`): `labeler.retry` is the only retry layer.
+(`max_retries=0`): `labeler.label.retry` is the only retry layer.
 """
 
 from __future__ import annotations
