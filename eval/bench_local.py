@@ -23,10 +23,10 @@ from pathlib import Path
 import openai
 from sklearn.metrics import accuracy_score, f1_score
 
-from labeler.label import tokens
-from labeler.label.backends import OpenAIBackend
 from labeler.config import load_config
 from labeler.inputs import read_rows
+from labeler.label import tokens
+from labeler.label.backends import OpenAIBackend
 from labeler.label.local import LocalServer
 from labeler.label.prompts import RequestBuilder
 from labeler.label.runner import label_pending

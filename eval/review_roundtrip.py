@@ -20,8 +20,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from labeler.review.tools import export_queue, final_rows, import_reviews
 from labeler.review.router import route_run
+from labeler.review.tools import export_queue, final_rows, import_reviews
 from labeler.store import RunStore
 
 

@@ -134,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from labeler.confidence import calibration
     from labeler.evaluate import gather as evaluate
-    from labeler.review import tools as review
     from labeler.review import router
+    from labeler.review import tools as review
 
     for stage in (calibration, router, review, evaluate):
         stage.register(sub)

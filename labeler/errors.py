@@ -6,6 +6,9 @@
     ├── TemplateError            a prompt template fails to load or render
     ├── RunStoreError            a run directory is missing, damaged or from another task
     ├── LocalServerError         the embedded llama.cpp server cannot be built, found or started
+    ├── CalibrationError         too few human labels to fit a calibrator, or a stored one is unreadable
+    ├── RoutingError             a routing or budget setting is out of range, or nothing can be routed
+    ├── ReviewError              a review tool's file or answer cannot be read or does not fit the run
     └── BackendError             a model server answered with an error
         ├── RetryableError       transient: 429, 5xx, timeout, dropped connection, garbled body
         └── FatalError           will not get better by retrying: 400, 401, 403, 404, ...
@@ -38,6 +41,18 @@ class RunStoreError(LabelerError):
 
 
 class LocalServerError(LabelerError):
+    pass
+
+
+class CalibrationError(LabelerError):
+    pass
+
+
+class RoutingError(LabelerError):
+    pass
+
+
+class ReviewError(LabelerError):
     pass
 
 

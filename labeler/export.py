@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from labeler.config import CONFIDENCE_METHODS
 from labeler.confidence.ensemble import combined_columns, has_combined
+from labeler.config import CONFIDENCE_METHODS
 from labeler.errors import LabelerError
 from labeler.store import RunStore
 

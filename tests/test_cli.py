@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from fakes import FakeBackend, item_number, json_answer, write_csv, write_task
 
-from labeler.label import pipeline
 from labeler.cli import main
 from labeler.config import TaskConfig
 from labeler.errors import ConfigError, InputError
+from labeler.label import pipeline
 
 GOLD = ["business", "sport", "tech", "sport"]
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from fakes import write_task
 
-from labeler.config import TaskConfig, load_config
 from labeler.confidence.ensemble import (
     EXPORT_COLUMNS,
     MemberView,
@@ -26,6 +25,7 @@ from labeler.confidence.ensemble import (
     vote_share,
     weighted_vote,
 )
+from labeler.config import TaskConfig, load_config
 from labeler.inputs import Row
 from labeler.store import RunStore
 from labeler.types import Item, ItemResult

@@ -24,11 +24,11 @@ from fakes import (
     write_task,
 )
 
-from labeler.label import tokens
 from labeler.config import TaskConfig, load_config
 from labeler.errors import LabelerError
-from labeler.label.estimate import estimate, format_estimate
 from labeler.export import export_run, item_rows, write_rows
+from labeler.label import tokens
+from labeler.label.estimate import estimate, format_estimate
 from labeler.label.runner import label_pending
 from labeler.store import Cache, RunStore
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labeler.evaluate import gather as evaluate
 from labeler.errors import InputError, LabelerError
+from labeler.evaluate import gather as evaluate
 from labeler.inputs import Row
 from labeler.store import RunStore
 from labeler.types import Item, ItemResult

@@ -11,9 +11,9 @@ import httpx2
 import openai
 import pytest
 
-from labeler.label.backends import OpenAIBackend, translate_error
 from labeler.config import RetryPolicy
 from labeler.errors import BackendError, FatalError, RetryableError
+from labeler.label.backends import OpenAIBackend, translate_error
 from labeler.label.retry import Limiter, TokenBucket, call_with_retry
 from labeler.types import Message, Request, TokenLogprob
 

@@ -16,6 +16,7 @@ from fakes import write_task
 
 from labeler.config import load_config
 from labeler.inputs import Row
+from labeler.review.router import route_run
 from labeler.review.tools import (
     QueueEntry,
     Review,
@@ -31,7 +32,6 @@ from labeler.review.tools import (
     register,
 )
 from labeler.review.tui import review_loop, run_tui
-from labeler.review.router import route_run
 from labeler.store import RunStore
 from labeler.types import Item, ItemResult
 

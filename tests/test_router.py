@@ -13,7 +13,6 @@ from fakes import write_task
 
 from labeler.config import load_config
 from labeler.inputs import Row
-from labeler.review.tools import ensure_schema
 from labeler.review.router import (
     Candidate,
     Rules,
@@ -27,6 +26,7 @@ from labeler.review.router import (
     register,
     route_run,
 )
+from labeler.review.tools import ensure_schema
 from labeler.store import RunStore
 from labeler.types import Item, ItemResult
 

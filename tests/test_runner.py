@@ -26,10 +26,9 @@ from fakes import (
     write_task,
 )
 
-from labeler.label import pipeline
-from labeler.label import tokens
 from labeler.config import TaskConfig, load_config
 from labeler.errors import BackendError, FatalError, RetryableError
+from labeler.label import pipeline, tokens
 from labeler.label.runner import label_pending
 from labeler.store import Cache, RunStore
 from labeler.types import Request

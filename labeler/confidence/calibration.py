@@ -34,9 +34,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 
-from labeler.config import CONFIDENCE_METHODS, TaskConfig
 from labeler.confidence.ensemble import COMBINED_SCHEMA, combine_item, combine_run, grouped_views, needs_combine
-from labeler.errors import LabelerError
+from labeler.config import CONFIDENCE_METHODS, TaskConfig
+from labeler.errors import CalibrationError
 from labeler.evaluate.metrics import reference_label
 from labeler.store import RunStore
 
@@ -52,9 +52,6 @@ CALIBRATORS_SCHEMA = (
     " n_fit INTEGER, fitted_at REAL)"
 )
 
-
-class CalibrationError(LabelerError):
-    pass
 
 
 # --- data --------------------------------------------------------------------------------------

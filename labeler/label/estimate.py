@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from labeler.label import tokens
 from labeler.config import TaskConfig
 from labeler.inputs import read_rows
+from labeler.label import tokens
 from labeler.label.prompts import RequestBuilder
 
 

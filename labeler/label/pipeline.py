@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from labeler import __version__
-from labeler.label.backends import Backend, OpenAIBackend
-from labeler.config import LOCAL, TaskConfig
 from labeler.confidence.ensemble import combine_run
+from labeler.config import LOCAL, TaskConfig
 from labeler.errors import RunStoreError
 from labeler.inputs import read_rows
+from labeler.label.backends import Backend, OpenAIBackend
 from labeler.label.profiles import profile_for
 from labeler.label.progress import Progress
 from labeler.label.prompts import RequestBuilder

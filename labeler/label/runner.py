@@ -13,11 +13,11 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-from labeler.label import tokens
-from labeler.label.backends import Backend
 from labeler.confidence.distributions import pick_confidence, verbalized_dist, vote_dist
 from labeler.config import Member, TaskConfig
 from labeler.errors import BackendError, FatalError, LabelerError, RetryableError
+from labeler.label import tokens
+from labeler.label.backends import Backend
 from labeler.label.parse import parse_choice
 from labeler.label.progress import Progress
 from labeler.label.prompts import RequestBuilder, answer_format

@@ -35,14 +35,11 @@ from typing import Any
 import numpy as np
 
 from labeler.config import ReviewConfig, RoutingConfig
-from labeler.errors import LabelerError
+from labeler.errors import RoutingError
 from labeler.store import RunStore
 
 REASONS = ("failed", "low_confidence", "disagreement", "audit")  # canonical order within an item
 
-
-class RoutingError(LabelerError):
-    pass
 
 
 @dataclass(frozen=True)

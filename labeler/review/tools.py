@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from labeler.errors import LabelerError
+from labeler.errors import ReviewError
 from labeler.store import RunStore
 
 SCHEMA = """
@@ -53,9 +53,6 @@ CSV_COLUMNS = ("id", "text", "llm_label", "confidence", "reasons", "rank")
 CSV_ANSWER_COLUMNS = ("human_label", "reviewer", "correction_reason", "note")
 LABEL, REASON, NOTE = "label", "correction_reason", "note"  # control / question names in both tools
 
-
-class ReviewError(LabelerError):
-    pass
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
