@@ -12,7 +12,6 @@ migrations applied in order (PRAGMA user_version). Reads stream in batches, so m
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
@@ -25,7 +24,8 @@ from typing import Any
 from labeler.config import TaskConfig, load_config
 from labeler.errors import InputError, RunStoreError
 from labeler.inputs import Row
-from labeler.types import Completion, Item, ItemResult
+from labeler.store.db import GroupCommit, connect, migrate
+from labeler.types import Item, ItemResult
 
 MIGRATIONS: list[str] = [
     # 1: the corpus and per-member results
@@ -49,56 +49,6 @@ MIGRATIONS: list[str] = [
 
 
 _RESULT_FIELDS = tuple(f.name for f in fields(ItemResult))
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash; fsync at checkpoints
-    conn.execute("PRAGMA busy_timeout=10000")
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-class GroupCommit:
-    """Writes to one connection, committed together at most `interval` seconds after the first of them.
-
-    Inside a running event loop, a write opens a transaction and schedules its commit; writes that come
-    in the meantime join it. Committing every answer alone cost more than parsing it (two commits an
-    item: cache and result), so a process killed mid-run loses at most the last `interval` of answers,
-    which a resume asks for again. Outside an event loop every write commits at once."""
-
-    def __init__(self, conn: sqlite3.Connection, interval: float = 0.02) -> None:
-        self.conn = conn
-        self.interval = interval
-        self._handle: asyncio.TimerHandle | None = None
-
-    def execute(self, sql: str, params: tuple[Any, ...]) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is None or self.interval <= 0:
-            self.conn.execute(sql, params)
-            return
-        if not self.conn.in_transaction:
-            self.conn.execute("BEGIN")
-        self.conn.execute(sql, params)
-        if self._handle is None:
-            self._handle = loop.call_later(self.interval, self.flush)
-
-    def flush(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if self.conn.in_transaction:
-            self.conn.execute("COMMIT")
-
-
-def migrate(conn: sqlite3.Connection, migrations: list[str]) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for i, script in enumerate(migrations[version:], start=version + 1):
-        conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {i}; COMMIT;")
 
 
 class RunStore:
@@ -291,33 +241,3 @@ class RunStore:
             if not rows:
                 return
             yield from rows
-
-
-class Cache:
-    """Successful completions keyed by Request.cache_key(). Failed answers are never put here."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.conn = connect(path)
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, completion TEXT NOT NULL, created REAL)"
-        )
-        self.writes = GroupCommit(self.conn)
-
-    def get(self, key: str) -> Completion | None:
-        row = self.conn.execute("SELECT completion FROM cache WHERE key = ?", (key,)).fetchone()
-        return None if row is None else Completion.from_json(row[0])
-
-    def put(self, key: str, completion: Completion) -> None:
-        self.writes.execute(
-            "INSERT OR REPLACE INTO cache (key, completion, created) VALUES (?, ?, ?)",
-            (key, completion.to_json(), time.time()),
-        )
-
-    def flush(self) -> None:
-        self.writes.flush()
-
-    def close(self) -> None:
-        self.writes.flush()
-        self.conn.close()
