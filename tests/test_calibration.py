@@ -13,6 +13,7 @@ import pytest
 from scipy.special import expit, logit, softmax
 from test_ensemble import make_store, make_task
 
+from labeler.cli.humans import register
 from labeler.confidence.calibration import (
     KINDS,
     CalData,
@@ -29,7 +30,6 @@ from labeler.confidence.calibration import (
     human_labels,
     load_calibrator,
     method_data,
-    register,
     select_calibrator,
 )
 from labeler.types import ItemResult

@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from labeler import evaluate
+from labeler.cli.humans import register
 from labeler.errors import InputError, LabelerError
-from labeler.evaluate import gather as evaluate
+from labeler.evaluate.gather import gather
+from labeler.evaluate.measure import build_metrics
 from labeler.inputs import Row
 from labeler.store import RunStore
 from labeler.types import Item, ItemResult
@@ -125,7 +128,7 @@ def _add_review_tables(
 
 def _run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    evaluate.register(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.fn(args))
 
@@ -183,7 +186,7 @@ def test_eval_uses_the_audit_queue_and_several_reviewers(tmp_path: Path) -> None
     conn.executemany("DELETE FROM reviews WHERE item_id = ?", [(i,) for i in waiting])
     conn.commit()
     conn.close()
-    later = evaluate.build_metrics(evaluate.gather(tmp_path / "rev"), n_boot=50)["audit"]["final_accuracy"]
+    later = build_metrics(gather(tmp_path / "rev"), n_boot=50)["audit"]["final_accuracy"]
     assert later["waiting_for_review"] == 5 and later["value"] < au["final_accuracy"]["value"]
 
 
@@ -244,8 +247,8 @@ def test_eval_reads_an_ensemble_as_the_router_does(tmp_path: Path) -> None:
             (i, combined, 0.7, 0.9 if combined == truth[k] else 0.4),
         )
     store.close()
-    inputs = evaluate.gather(run)
-    m = evaluate.build_metrics(inputs, n_boot=50)
+    inputs = gather(run)
+    m = build_metrics(inputs, n_boot=50)
     combined_acc = np.mean([(truth[k] if k % 2 == 0 else (pred[k] or "sport")) == truth[k] for k in range(n)])
     assert m["agreement"]["accuracy"]["value"] == pytest.approx(combined_acc)
     assert m["members"]["b"]["value"] == pytest.approx(np.mean([t == "business" for t in truth]))

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fakes import write_task
 
+from labeler.cli.humans import register
 from labeler.config import load_config
 from labeler.inputs import Row
 from labeler.review.router import route_run
@@ -29,7 +30,6 @@ from labeler.review.tools import (
     merge_run,
     promote,
     read_queue,
-    register,
 )
 from labeler.review.tui import review_loop, run_tui
 from labeler.store import RunStore

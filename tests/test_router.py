@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fakes import write_task
 
+from labeler.cli.humans import register
 from labeler.config import load_config
 from labeler.inputs import Row
 from labeler.review.router import (
@@ -23,7 +24,6 @@ from labeler.review.router import (
     plan,
     priority,
     reasons_for,
-    register,
     route_run,
 )
 from labeler.review.tools import ensure_schema

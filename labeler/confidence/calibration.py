@@ -17,7 +17,6 @@ Written: the `calibrators` table and calibrator.json (one entry per method), and
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -487,36 +486,18 @@ def format_reports(reports: Sequence[MethodReport]) -> str:
     return "\n".join(lines)
 
 
-# --- command line ------------------------------------------------------------------------------
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    store = RunStore.open(args.run_dir)
+def calibrate_path(
+    run_dir: Path, *, methods: Sequence[str] | None = None, n_splits: int = 5, seed: int = 0
+) -> list[MethodReport]:
+    """`labeler calibrate`: fit, store and apply the calibrators of one run; an error when nothing could be."""
+    store = RunStore.open(run_dir)
     try:
-        task = store.task()
-        reports = calibrate_run(store, task, methods=args.method, n_splits=args.folds, seed=args.seed)
+        reports = calibrate_run(store, store.task(), methods=methods, n_splits=n_splits, seed=seed)
     finally:
         store.close()
-    print(format_reports(reports))
     if all(r.skipped for r in reports):
         raise CalibrationError(
             "nothing was calibrated: add a gold column (input.gold_column) or human reviews for at least "
             f"{MIN_ITEMS} items, with right and wrong model answers among them"
         )
-    if any(r.method == ENSEMBLE and not r.skipped for r in reports):
-        print(f"calibrated confidence written to the combined table; calibrators in {args.run_dir / 'calibrator.json'}")
-    return 0
-
-
-def register(sub: Any) -> None:
-    """Add `labeler calibrate` to an argparse subparsers object."""
-    text = "fit confidence calibrators on human-labelled items and apply them to the run"
-    sp = sub.add_parser("calibrate", help=text, description=text)
-    sp.add_argument("run_dir", type=Path)
-    sp.add_argument(
-        "--method",
-        action="append",
-        choices=METHODS,
-        help="calibrate this method (repeatable; default: the task's methods and ensemble)",
-    )
-    sp.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the fold split")
-    sp.set_defaults(fn=cmd_calibrate)
+    return reports

@@ -1,0 +1,25 @@
+"""Evaluation: gather a run's LLM labels and human labels, measure the error structure, write the report.
+
+    gather(run_dir, human_file)  ->  EvalInputs         (labeler.evaluate.gather)
+    build_metrics(inputs)        ->  metrics dict       (labeler.evaluate.measure)
+    write_report(metrics, dir)   ->  report.md/.html    (labeler.evaluate.report)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def evaluate_run(
+    run_dir: Path, *, human_file: Path | None = None, out_dir: Path | None = None, n_boot: int = 1000, seed: int = 0
+) -> tuple[Path, dict[str, Any]]:
+    from labeler.evaluate.gather import gather
+    from labeler.evaluate.measure import build_metrics
+    from labeler.evaluate.report import write_report
+
+    inputs = gather(run_dir, human_file=human_file)
+    metrics = build_metrics(inputs, n_boot=n_boot, seed=seed)
+    out = out_dir or run_dir / "report"
+    write_report(metrics, out)
+    return out, metrics

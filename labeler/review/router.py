@@ -22,7 +22,6 @@ Selection is pure functions on plain lists (`plan`); `route_run` reads the run a
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -360,30 +359,3 @@ def format_plan(p: Plan, review: ReviewConfig) -> str:
     if p.cap is not None and audit > p.cap:
         lines.append(f"warning: the audit sample alone ({audit}) exceeds the budget ({p.cap}); it is kept whole")
     return "\n".join(lines)
-
-
-def cmd_route(args: argparse.Namespace) -> int:
-    p, review = route_run(
-        args.run_dir,
-        max_items=args.max_items,
-        max_dollars=args.max_dollars,
-        audit_fraction=args.audit_fraction,
-        seed=args.seed,
-        threshold=args.threshold,
-    )
-    print(format_plan(p, review))
-    print(f"next: labeler review export {args.run_dir} --format labelstudio|argilla|csv --out FILE")
-    return 0
-
-
-def register(sub: Any) -> None:
-    """Add `labeler route` to an argparse subparsers object."""
-    desc = "choose the items humans should review (low confidence, disagreement, failed, random audit)"
-    sp = sub.add_parser("route", help=desc, description=desc)
-    sp.add_argument("run_dir", type=Path)
-    sp.add_argument("--max-items", type=int, help="review budget in items (default: routing.max_items)")
-    sp.add_argument("--max-dollars", type=float, help="review budget in dollars, at review.price_per_label each")
-    sp.add_argument("--audit-fraction", type=float, help="share of all labeled items to audit at random")
-    sp.add_argument("--seed", type=int, help="seed of the audit draw (default: routing.seed)")
-    sp.add_argument("--threshold", type=float, help="route items with confidence below this (routing.low_confidence)")
-    sp.set_defaults(fn=cmd_route)

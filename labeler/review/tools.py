@@ -18,9 +18,7 @@ every item, `--blind-audit` for the audit items only (so the audit measures the 
 
 from __future__ import annotations
 
-import argparse
 import csv
-import inspect
 import json
 import sqlite3
 import time
@@ -763,93 +761,3 @@ def promote(run_dir: Path, *, examples: Path | None = None, max_n: int | None = 
             for ex in new:
                 fh.write(json.dumps(ex, ensure_ascii=False) + "\n")
     return path, len(new)
-
-
-# --- command line -------------------------------------------------------------------------------------
-def cmd_export(args: argparse.Namespace) -> int:
-    files = export_queue(
-        args.run_dir, args.out, args.format, blind_audit=args.blind_audit, no_suggestion=args.no_suggestion or None
-    )
-    print("wrote " + ", ".join(str(f) for f in files))
-    if args.format == "labelstudio":
-        print("Label Studio: create a project with the .label_config.xml as labeling interface, import the tasks;")
-        print(f"when done, export JSON and run: labeler review import {args.run_dir} EXPORT.json")
-    elif args.format == "argilla":
-        print("Argilla: rg.Dataset(name, settings=rg.Settings.from_json(SETTINGS)).create(), then")
-        print("dataset.records.log([rg.Record.from_dict(r) for r in RECORDS]); later dataset.records.to_json(OUT)")
-        print(f"and: labeler review import {args.run_dir} OUT --format argilla")
-    return 0
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    s = import_reviews(args.run_dir, args.file, fmt=args.format, reviewer=args.reviewer, adjudication=args.adjudicate)
-    print(
-        f"imported {s.reviews} reviews ({s.fmt}) of {s.items} items by {len(s.reviewers)} reviewer(s): "
-        f"{', '.join(s.reviewers)}; {s.corrections} differ from the LLM label"
-    )
-    print(format_agreement(s.agreement))
-    return 0
-
-
-def cmd_merge(args: argparse.Namespace) -> int:
-    counts = merge_run(args.run_dir, args.out, args.format, with_text=args.with_text)
-    total = sum(v for k, v in counts.items() if k != "tie")
-    print(
-        f"wrote {total} rows to {args.out}: {counts['human']} human, {counts['adjudicated']} adjudicated, "
-        f"{counts['llm']} LLM; {counts['tie']} ties between reviewers (LLM label kept; adjudicate them with "
-        "`labeler review import ... --adjudicate`)"
-    )
-    return 0
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    path, n = promote(args.run_dir, examples=args.examples, max_n=args.max)
-    print(f"added {n} corrected items as examples to {path}")
-    if n:
-        print("note: every prompt now changes, so a new run pays for every item again (see `review promote -h`)")
-    return 0
-
-
-def register(sub: Any) -> None:
-    """Add `labeler review {export,import,merge,promote,tui}` to an argparse subparsers object."""
-    from labeler.review import tui as review_tui
-
-    desc = "send routed items to humans and bring their labels back"
-    rp = sub.add_parser("review", help=desc, description=desc)
-    rsub = rp.add_subparsers(dest="review_command", required=True)
-
-    sp = rsub.add_parser("export", help="write the queue for Label Studio, Argilla or a CSV")
-    sp.add_argument("run_dir", type=Path)
-    sp.add_argument("--format", choices=EXPORT_FORMATS, required=True)
-    sp.add_argument("--out", type=Path, required=True)
-    sp.add_argument("--blind-audit", action="store_true", help="hide the LLM suggestion on audit items")
-    sp.add_argument("--no-suggestion", action="store_true", help="hide the LLM suggestion on every item")
-    sp.set_defaults(fn=cmd_export)
-
-    sp = rsub.add_parser("import", help="read reviewers' labels from a tool's export (JSON) or the filled CSV")
-    sp.add_argument("run_dir", type=Path)
-    sp.add_argument("file", type=Path)
-    sp.add_argument("--format", choices=EXPORT_FORMATS, help="default: guessed from the file")
-    sp.add_argument("--reviewer", help="reviewer name for answers that do not name one")
-    sp.add_argument("--adjudicate", action="store_true", help="these labels settle disagreements: they win")
-    sp.set_defaults(fn=cmd_import)
-
-    sp = rsub.add_parser("merge", help="write the final dataset: human labels where reviewed, else the LLM's")
-    sp.add_argument("run_dir", type=Path)
-    sp.add_argument("--out", type=Path, required=True)
-    sp.add_argument("--format", choices=["csv", "jsonl", "parquet"])
-    sp.add_argument("--with-text", action="store_true")
-    sp.set_defaults(fn=cmd_merge)
-
-    sp = rsub.add_parser(
-        "promote",
-        help="append corrected items as few-shot examples",
-        description=inspect.cleandoc(promote.__doc__ or ""),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sp.add_argument("run_dir", type=Path)
-    sp.add_argument("--examples", type=Path, help="examples JSONL (default: the task's task.examples file)")
-    sp.add_argument("--max", type=int, help="add at most N examples")
-    sp.set_defaults(fn=cmd_promote)
-
-    review_tui.register(rsub)

@@ -11,14 +11,11 @@ drive it with a script of keys.
 
 from __future__ import annotations
 
-import argparse
-import getpass
 import shutil
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from labeler.review.tools import QueueEntry, Review, ensure_schema, read_queue, save_reviews, shows_suggestion
 from labeler.store import RunStore
@@ -149,25 +146,3 @@ def run_tui(
         store.close()
     write(f"\n{result.answered} answered, {result.skipped} skipped; saved in {run_dir / 'run.sqlite'}")
     return result
-
-
-def cmd_tui(args: argparse.Namespace) -> int:
-    run_tui(
-        args.run_dir,
-        reviewer=args.reviewer or getpass.getuser(),
-        blind_audit=args.blind_audit,
-        no_suggestion=args.no_suggestion or None,
-        redo=args.redo,
-    )
-    return 0
-
-
-def register(sub: Any) -> None:
-    """Add `tui` to the subparsers of `labeler review`."""
-    sp = sub.add_parser("tui", help="review the queue in the terminal (keys: 1..k label, s skip, b back, q quit)")
-    sp.add_argument("run_dir", type=Path)
-    sp.add_argument("--reviewer", help="your name in the reviews table (default: your login name)")
-    sp.add_argument("--blind-audit", action="store_true", help="hide the LLM suggestion on audit items")
-    sp.add_argument("--no-suggestion", action="store_true", help="hide the LLM suggestion on every item")
-    sp.add_argument("--redo", action="store_true", help="also show items you already answered")
-    sp.set_defaults(fn=cmd_tui)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from labeler import __version__
+from labeler.cli import humans
 from labeler.errors import LabelerError
 
 
@@ -132,13 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("doctor", cmd_doctor, "say what the embedded default has and what is missing")
 
-    from labeler.confidence import calibration
-    from labeler.evaluate import gather as evaluate
-    from labeler.review import router
-    from labeler.review import tools as review
-
-    for stage in (calibration, router, review, evaluate):
-        stage.register(sub)
+    humans.register(sub)
     return p
 
 
