@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from labeler.confidence.calibration import CalData, calibrate_run, ece, human_labels, method_data, select_calibrator
+from labeler.confidence.calibrators import CalData, ece, select_calibrator
+from labeler.confidence.run import calibrate_run, human_labels, method_data
 from labeler.config import TaskConfig, load_config
 from labeler.label.pipeline import resume_run, start_run
 from labeler.store import RunStore

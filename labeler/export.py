@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from labeler.confidence.ensemble import combined_columns, has_combined
-from labeler.config import CONFIDENCE_METHODS
 from labeler.errors import LabelerError
+from labeler.record import records
 from labeler.store import RunStore
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -30,52 +29,50 @@ NUMERIC_COLUMNS = frozenset(
 
 
 def item_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str, Any]]:
+    """The export's row of each ItemRecord (labeler.record): the record written out, nothing decided here."""
     manifest = store.manifest
-    hashes = {m["name"]: m["template_hash"] for m in manifest["members"]}
-    primary = manifest["members"][0]["name"]
-    multi = len(hashes) > 1
-    # every row has the same keys (CSV and Parquet take their columns from the first row)
+    members = [m["name"] for m in manifest["members"]]
     has_gold = bool(manifest.get("config", {}).get("input", {}).get("gold_column"))
-    ensemble = has_combined(store)
-    for _, group in itertools.groupby(store.iter_results(), key=lambda r: r["item_id"]):
-        rows = {r["member"]: r for r in group}
-        r = rows.get(primary) or next(iter(rows.values()))
-        dists = json.loads(r["distributions"])
+    run_id = manifest["run_id"]
+    for rec in records(store):
+        r = rec.primary
+        c = rec.combined
         out: dict[str, Any] = {
-            "id": r["item_id"],
-            "label": r["label"],
-            "confidence": r["confidence"],
-            "status": r["status"],
-            "reason": r["reason"],
-            "member": r["member"],
-            "model": r["model"],
-            "template_hash": hashes.get(r["member"], ""),
-            "run_id": manifest["run_id"],
-            "cached": bool(r["cached"]),
-            "input_tokens": r["input_tokens"],
-            "output_tokens": r["output_tokens"],
-            "cost": r["cost"],
-            "flags": r["flags"],
+            "id": rec.id,
+            "label": rec.label,
+            "confidence": rec.confidence,
+            "status": rec.status,
+            "reason": r.reason,
+            "member": r.member,
+            "model": r.model,
+            "template_hash": rec.template_hashes.get(r.member, ""),
+            "run_id": run_id,
+            "cached": rec.cached,
+            "input_tokens": rec.input_tokens,
+            "output_tokens": rec.output_tokens,
+            "cost": rec.cost,
+            "flags": ",".join(rec.flags),
         }
-        for m in CONFIDENCE_METHODS:
-            d = dists.get(m)
-            out[f"conf_{m}"] = None if d is None or r["label"] is None else d.get(r["label"])
-        ens = combined_columns(
-            store.conn.execute("SELECT * FROM combined WHERE item_id = ?", (r["item_id"],)).fetchone()
-            if ensemble
-            else None
+        out.update({f"conf_{m}": v for m, v in rec.method_confidences().items()})
+        out.update(
+            {
+                "ensemble_label": None if c is None else c.label,
+                "ensemble_confidence": None if c is None else c.confidence,
+                "vote_share": None if c is None else c.vote_share,
+                "entropy": None if c is None else c.entropy,
+                "divergence": None if c is None else c.divergence,
+                "disagree": None if c is None else c.disagree,
+                "calibrated_confidence": rec.calibrated_confidence,
+                "confidence_source": rec.confidence_source,
+            }
         )
-        out.update(ens)
-        if multi and ens["ensemble_label"] is not None:  # several members: the combined label is the label
-            out["label"], out["confidence"] = ens["ensemble_label"], ens["ensemble_confidence"]
-        if multi:
-            for name in hashes:
-                out[f"label__{name}"] = rows[name]["label"] if name in rows else None
-        if has_gold or r["gold"] is not None:
-            out["gold"] = r["gold"]
+        if len(members) > 1:
+            out.update({f"label__{name}": rec.member_labels.get(name) for name in members})
+        if has_gold or rec.gold is not None:
+            out["gold"] = rec.gold
         if with_text:
-            out["text"] = r["text"]
-        out["raw"] = r["raw"] if r["status"] == "failed" else None
+            out["text"] = rec.text
+        out["raw"] = r.raw if rec.status == "failed" else None
         yield out
 
 
@@ -142,7 +139,7 @@ def export_run(run_dir: Path, out: Path, fmt: str | None = None, *, with_text: b
     fmt = fmt or out.suffix.lstrip(".").lower()
     store = RunStore.open(run_dir)
     try:
-        if store.has_table("reviews"):  # humans have labeled part of the run: the final dataset, with a source column
+        if store.reviews():  # humans have labeled part of the run: the final dataset, with a source column
             from labeler.review.tools import final_rows
 
             return write_rows(final_rows(store, with_text=with_text), out, fmt)

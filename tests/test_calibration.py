@@ -14,24 +14,22 @@ from scipy.special import expit, logit, softmax
 from test_ensemble import make_store, make_task
 
 from labeler.cli.humans import register
-from labeler.confidence.calibration import (
+from labeler.confidence.calibrators import (
     KINDS,
     CalData,
-    CalibrationError,
     IsotonicCalibration,
     PlattScaling,
     TemperatureScaling,
-    calibrate_run,
     correctness_log_loss,
     cross_val_predict,
     ece,
     folds,
     from_params,
-    human_labels,
-    load_calibrator,
-    method_data,
     select_calibrator,
 )
+from labeler.confidence.run import calibrate_run, combine_run, human_labels, method_data
+from labeler.errors import CalibrationError
+from labeler.store.rows import Review
 from labeler.types import ItemResult
 
 T_TRUE = 2.5
@@ -232,48 +230,50 @@ def test_calibrate_run_fits_applies_and_keeps_labelled_items_out_of_fold(tmp_pat
 
     saved = json.loads((store.run_dir / "calibrator.json").read_text())
     assert set(saved) == {"logprob", "ensemble"}
-    row = store.conn.execute("SELECT * FROM calibrators WHERE method = 'ensemble'").fetchone()
-    assert row["kind"] == ens.kind
-    assert row["n_fit"] == 240
+    row = store.calibrator("ensemble")
+    assert row is not None
+    assert row.kind == ens.kind
+    assert row.n_fit == 240
+    assert len(row.out_of_fold) == 240
 
     # unlabelled items get the stored calibrator's prediction; labelled items do not get an in-sample one
-    cal = load_calibrator(store.run_dir)
-    assert cal is not None
-    rows = store.conn.execute(
-        "SELECT item_id, label, distribution, calibrated FROM combined ORDER BY item_id"
-    ).fetchall()
-    assert all(r["calibrated"] is not None for r in rows)
+    cal = from_params(row.kind, row.params)
+    rows = list(store.combined_rows())
+    assert all(r.calibrated is not None for r in rows)
     index = {lab: i for i, lab in enumerate(LABELS)}
-    probs = np.array([[json.loads(r["distribution"])[lab] for lab in LABELS] for r in rows])
-    pred = np.array([index[r["label"]] for r in rows])
+    probs = np.array([[r.distribution[lab] for lab in LABELS] for r in rows])
+    pred = np.array([index[str(r.label)] for r in rows])
     full_fit = cal.predict(CalData(probs, pred, pred))
-    stored = np.array([r["calibrated"] for r in rows])
+    stored = np.array([r.calibrated for r in rows])
     np.testing.assert_allclose(stored[240:], full_fit[240:])
     assert not np.allclose(stored[:240], full_fit[:240])
     ids, data = method_data(store, task, "ensemble", human_labels(store, LABELS))
     oof = select_calibrator(data).oof  # same folds (seed 0) as calibrate_run
-    by_id = {r["item_id"]: r["calibrated"] for r in rows}
+    by_id = {r.item_id: r.calibrated for r in rows}
     np.testing.assert_allclose([by_id[i] for i in ids], oof)
+
+    # a resume re-combines the results: the stored calibrator is re-applied, nothing calibrated is lost
+    combine_run(store, task)
+    again = {r.item_id: r.calibrated for r in store.combined_rows()}
+    assert again == pytest.approx(by_id)
     store.close()
 
 
 def test_human_labels_from_gold_and_reviews(tmp_path: Path) -> None:
     task = make_task(tmp_path)
     store = make_store(tmp_path, task, ["a", "b", "c", "d"], {"a": "sport", "b": "nonsense"})
-    store.conn.execute("CREATE TABLE reviews (item_id TEXT, reviewer TEXT, label TEXT, reason TEXT)")
-    store.conn.executemany(
-        "INSERT INTO reviews VALUES (?, ?, ?, NULL)",
-        [
-            ("a", "r1", "tech"),  # gold wins over a review
+    store.put_reviews(
+        Review(i, r, lab)
+        for i, r, lab in [
+            ("a", "r1", "tech"),  # a tie between gold and a review goes to gold
             ("c", "r1", "tech"),
             ("c", "r2", "tech"),
             ("c", "r3", "business"),
-            ("d", "r1", "tech"),  # a tie goes to label order: business before tech
+            ("d", "r1", "tech"),  # a tie without gold goes to the earliest answer (labeler.humans)
             ("d", "r2", "business"),
-            ("b", "r1", None),
-        ],
+        ]
     )
-    assert human_labels(store, LABELS) == {"a": "sport", "c": "tech", "d": "business"}
+    assert human_labels(store, LABELS) == {"a": "sport", "c": "tech", "d": "tech"}
     store.close()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -10,21 +9,17 @@ import pytest
 from fakes import write_task
 
 from labeler.confidence.ensemble import (
-    EXPORT_COLUMNS,
     MemberView,
     combine_item,
-    combine_run,
-    combined_columns,
-    combined_for,
     disagreement,
     entropy,
     js_divergence,
     majority_vote,
     mean_pairwise_js,
-    needs_combine,
     vote_share,
     weighted_vote,
 )
+from labeler.confidence.run import combine_run, needs_combine
 from labeler.config import TaskConfig, load_config
 from labeler.inputs import Row
 from labeler.store import RunStore
@@ -204,6 +199,7 @@ def make_store(root: Path, task: TaskConfig, ids: list[str], gold: dict[str, str
         "labels": list(task.label_names),
         "members": [{"name": m.name, "template_hash": ""} for m in task.members],
         "config_path": str(task.path),
+        "config": task.raw,
     }
     store = RunStore.create(root / "run", manifest)
     rows = [Row(item=Item(id=i, text=f"item {i}", row=n), gold=(gold or {}).get(i)) for n, i in enumerate(ids, 1)]
@@ -239,34 +235,28 @@ def test_combine_run_writes_one_row_per_item(tmp_path: Path) -> None:
     assert needs_combine(store)
 
     assert combine_run(store, task) == 3
-    rows = {r["item_id"]: r for r in store.conn.execute("SELECT * FROM combined")}
+    rows = {r.item_id: r for r in store.combined_rows()}
     assert set(rows) == {"i1", "i2", "i3"}
-    assert rows["i1"]["label"] == "sport"
-    assert rows["i1"]["vote_share"] == 1.0
-    assert rows["i1"]["disagree"] == 0
-    assert rows["i2"]["label"] == "tech"
-    assert rows["i2"]["vote_share"] == pytest.approx(2 / 3)
-    assert rows["i2"]["divergence"] == pytest.approx(2 / 3)  # pairs: (sport, tech) twice = 1, (tech, tech) = 0
-    assert rows["i2"]["disagree"] == 1
-    assert json.loads(rows["i2"]["member_labels"]) == {"default": "sport", "m2": "tech", "m3": "tech"}
-    assert json.loads(rows["i2"]["distribution"]) == pytest.approx({"business": 0.0, "sport": 1 / 3, "tech": 2 / 3})
-    assert rows["i3"]["label"] is None
-    assert rows["i3"]["calibrated"] is None
+    assert rows["i1"].label == "sport"
+    assert rows["i1"].vote_share == 1.0
+    assert rows["i1"].disagree is False
+    assert rows["i2"].label == "tech"
+    assert rows["i2"].vote_share == pytest.approx(2 / 3)
+    assert rows["i2"].divergence == pytest.approx(2 / 3)  # pairs: (sport, tech) twice = 1, (tech, tech) = 0
+    assert rows["i2"].disagree is True
+    assert rows["i2"].member_labels == {"default": "sport", "m2": "tech", "m3": "tech"}
+    assert rows["i2"].distribution == pytest.approx({"business": 0.0, "sport": 1 / 3, "tech": 2 / 3})
+    assert rows["i3"].label is None
+    assert rows["i3"].calibrated is None
     assert not needs_combine(store)
 
-    cols = combined_columns(rows["i2"])
-    assert tuple(cols) == EXPORT_COLUMNS
-    assert cols["ensemble_label"] == "tech"
-    assert cols["disagree"] is True
-    assert combined_columns(None) == dict.fromkeys(EXPORT_COLUMNS)
-    assert combined_for(store, ["i1", "nope"])["nope"] == dict.fromkeys(EXPORT_COLUMNS)
-
-    # a new result makes the table stale; combining again replaces, never duplicates
+    # a new result makes the rows stale; combining again replaces, never duplicates
     store.put_result(result("i3", "default", "business", {"business": 0.9, "sport": 0.05, "tech": 0.05}))
     assert needs_combine(store)
-    assert combine_run(store, task, batch=1) == 3
-    assert store.conn.execute("SELECT COUNT(*) FROM combined").fetchone()[0] == 3
-    assert store.conn.execute("SELECT label FROM combined WHERE item_id = 'i3'").fetchone()[0] == "business"
+    assert combine_run(store, task) == 3
+    again = {r.item_id: r for r in store.combined_rows()}
+    assert len(again) == 3
+    assert again["i3"].label == "business"
     store.close()
 
 
@@ -278,12 +268,5 @@ def test_combine_run_weighted_follows_the_config(tmp_path: Path) -> None:
     store.put_result(result("i1", "m2", "business", lukewarm))
     store.put_result(result("i1", "m3", "tech", {"business": 0.0, "sport": 0.0, "tech": 1.0}))
     combine_run(store, task)
-    assert store.conn.execute("SELECT label FROM combined").fetchone()[0] == "tech"
-    store.close()
-
-
-def test_combined_for_without_table(tmp_path: Path) -> None:
-    task = make_task(tmp_path)
-    store = make_store(tmp_path, task, ["i1"])
-    assert combined_for(store, ["i1"]) == {"i1": dict.fromkeys(EXPORT_COLUMNS)}
+    assert [r.label for r in store.combined_rows()] == ["tech"]
     store.close()

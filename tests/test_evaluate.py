@@ -10,14 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import write_task
 
 from labeler import evaluate
 from labeler.cli.humans import register
+from labeler.config import load_config
 from labeler.errors import InputError, LabelerError
 from labeler.evaluate.gather import gather
 from labeler.evaluate.measure import build_metrics
 from labeler.inputs import Row
 from labeler.store import RunStore
+from labeler.store.rows import CombinedRow, QueueEntry, Review, Stratum
 from labeler.types import Item, ItemResult
 
 LABELS = ("sport", "business", "tech")
@@ -38,6 +41,13 @@ def _simulate(n: int, seed: int) -> tuple[list[str], list[str | None], list[floa
     return truth, pred, conf
 
 
+def _config(run_dir: Path, sections: dict[str, dict[str, object]] | None = None) -> dict[str, object]:
+    """The manifest's config snapshot of a real task file with LABELS (the run store reads its task from it)."""
+    path = write_task(run_dir.parent / f"{run_dir.name}-task", labels=LABELS, sections=sections)
+    task = load_config(path)
+    return {"config": task.raw, "config_path": str(task.path)}
+
+
 def make_run(
     run_dir: Path,
     *,
@@ -51,7 +61,7 @@ def make_run(
         "run_id": run_dir.name,
         "labels": list(LABELS),
         "members": [{"name": "default", "template_hash": "h"}],
-        "config": {"review": {"price_per_label": 0.25}, "routing": {"max_items": 30}},
+        **_config(run_dir, {"review": {"price_per_label": 0.25}, "routing": {"max_items": 30}}),
     }
     store = RunStore.create(run_dir, manifest)
     ids = [f"i{k}" for k in range(n)]
@@ -82,48 +92,40 @@ def make_run(
             )
         )
     if queue:
-        _add_review_tables(store.conn, ids, truth, conf, seed=seed)
+        _add_review_tables(store, ids, truth, conf, seed=seed)
     store.close()
     return truth, pred
 
 
-def _add_review_tables(
-    conn: sqlite3.Connection, ids: list[str], truth: list[str], conf: list[float], seed: int
-) -> None:
+def _add_review_tables(store: RunStore, ids: list[str], truth: list[str], conf: list[float], seed: int) -> None:
     """Route the 30 lowest-confidence items; audit 15% of each confidence stratum at random; reviewer ann
     labels every queued item (wrong on every 10th), bob the audited ones."""
     rng = np.random.default_rng(seed + 1)
-    conn.executescript(
-        """
-        CREATE TABLE queue (item_id TEXT PRIMARY KEY, rank INTEGER, reasons TEXT, priority REAL, audit INTEGER,
-                            inclusion_prob REAL, stratum TEXT, created REAL);
-        CREATE TABLE audit_strata (stratum TEXT PRIMARY KEY, population INTEGER, sampled INTEGER, seed INTEGER);
-        CREATE TABLE reviews (item_id TEXT, reviewer TEXT, label TEXT, correction_reason TEXT, note TEXT,
-                              source TEXT, imported_at REAL, PRIMARY KEY (item_id, reviewer));
-        """
-    )
     order = np.argsort(conf)
     routed = {ids[k] for k in order[:30]}
     strata = {i: ("low" if c < 0.7 else "high") for i, c in zip(ids, conf, strict=True)}
     audited: dict[str, float] = {}
+    sizes = []
     for h in ("low", "high"):
         members = [i for i in ids if strata[i] == h]
         take = max(2, round(0.15 * len(members)))
         for i in rng.choice(members, size=take, replace=False):
             audited[str(i)] = take / len(members)
-        conn.execute("INSERT INTO audit_strata VALUES (?, ?, ?, ?)", (h, len(members), take, seed))
+        sizes.append(Stratum(h, len(members), take))
     truth_of = dict(zip(ids, truth, strict=True))
+    entries, reviews = [], []
     for rank, i in enumerate(sorted(routed | set(audited))):
         reasons = (["low_confidence"] if i in routed else []) + (["audit"] if i in audited else [])
-        conn.execute(
-            "INSERT INTO queue VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (i, rank, json.dumps(reasons), 1.0, int(i in audited), audited.get(i), strata[i], 0.0),
+        entries.append(
+            QueueEntry(i, rank, tuple(reasons), 1.0, i in audited, None, None, audited.get(i), strata[i])
         )
         wrong = LABELS[(LABELS.index(truth_of[i]) + 1) % 3]
         ann = wrong if rank % 10 == 0 else truth_of[i]
-        conn.execute("INSERT INTO reviews VALUES (?, 'ann', ?, 'model error', '', 'csv', 0)", (i, ann))
+        reviews.append(Review(i, "ann", ann, "model error", "", "csv"))
         if i in audited:
-            conn.execute("INSERT INTO reviews VALUES (?, 'bob', ?, NULL, '', 'csv', 0)", (i, truth_of[i]))
+            reviews.append(Review(i, "bob", truth_of[i], None, "", "csv"))
+    store.write_queue(entries, sizes, seed=seed)
+    store.put_reviews(reviews)
 
 
 def _run_cli(argv: list[str]) -> int:
@@ -219,8 +221,6 @@ def test_eval_errors_name_the_fix(tmp_path: Path) -> None:
 def test_eval_reads_an_ensemble_as_the_router_does(tmp_path: Path) -> None:
     """Two members and a `combined` table: the combined label is the LLM's label, the calibrated confidence
     the routing one, and the per-method confidences are scored against the first member's own label."""
-    from labeler.confidence.ensemble import COMBINED_SCHEMA
-
     n = 80
     truth, pred, conf = _simulate(n, 5)
     run = tmp_path / "ens"
@@ -228,6 +228,7 @@ def test_eval_reads_an_ensemble_as_the_router_does(tmp_path: Path) -> None:
         "run_id": "ens",
         "labels": list(LABELS),
         "members": [{"name": "a", "template_hash": "h"}, {"name": "b", "template_hash": "h"}],
+        **_config(run),
     }
     store = RunStore.create(run, manifest)
     ids = [f"e{k}" for k in range(n)]
@@ -235,17 +236,17 @@ def test_eval_reads_an_ensemble_as_the_router_does(tmp_path: Path) -> None:
         [Row(Item(id=i, text=f"t{k}", row=k + 1), gold=t) for k, (i, t) in enumerate(zip(ids, truth, strict=True))],
         members=["a", "b"],
     )
-    store.conn.execute(COMBINED_SCHEMA)
+    combined_rows, calibrated = [], []
     for k, i in enumerate(ids):
         own = pred[k] or "sport"  # member a never fails; b always says "business"
         dist = {lab: (conf[k] if lab == own else (1 - conf[k]) / 2) for lab in LABELS}
         store.put_result(ItemResult(i, "a", "labeled", own, conf[k], {"logprob": dist}))
         store.put_result(ItemResult(i, "b", "labeled", "business", 0.5, {"logprob": dict.fromkeys(LABELS, 1 / 3)}))
         combined = truth[k] if k % 2 == 0 else own  # the ensemble fixes every other item
-        store.conn.execute(
-            "INSERT INTO combined (item_id, label, confidence, calibrated) VALUES (?, ?, ?, ?)",
-            (i, combined, 0.7, 0.9 if combined == truth[k] else 0.4),
-        )
+        combined_rows.append(CombinedRow(i, combined, 0.7, {}, None, None, None, False, {}))
+        calibrated.append((i, 0.9 if combined == truth[k] else 0.4))
+    store.put_combined(combined_rows, signature="test")
+    store.set_calibrated(calibrated)
     store.close()
     inputs = gather(run)
     m = build_metrics(inputs, n_boot=50)

@@ -13,6 +13,7 @@ from fakes import completion, tok
 from labeler.errors import InputError, RunStoreError
 from labeler.inputs import Row
 from labeler.store import Cache, RunStore
+from labeler.store.run import MIGRATIONS
 from labeler.types import Choice, Completion, Item, ItemResult
 
 
@@ -150,7 +151,7 @@ def test_results_survive_reopening(tmp_path: Path) -> None:
     s.close()
     again = RunStore.open(tmp_path / "r")
     assert again.status_counts() == {"labeled": 1}
-    assert again.conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert again.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     again.close()
     # committed as written: another connection sees the row (no open transaction holds it back)
     raw = sqlite3.connect(tmp_path / "r" / "run.sqlite")

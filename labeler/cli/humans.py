@@ -109,7 +109,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 # --- calibrate and eval ------------------------------------------------------------------------------
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from labeler.confidence.calibration import calibrate_path, format_reports
+    from labeler.confidence.run import calibrate_path, format_reports
 
     reports = calibrate_path(args.run_dir, methods=args.method, n_splits=args.folds, seed=args.seed)
     print(format_reports(reports))

@@ -13,42 +13,23 @@ that failed or were skipped do not vote. From these:
     divergence    mean pairwise Jensen–Shannon divergence (base 2)      in [0, 1]; 0 with < 2 voters
     disagree      vote_share < routing.min_vote_share or divergence > routing.max_divergence
 
-`combine_run` writes one such row per item to the `combined` table of run.sqlite, streaming the
-results; `combined_columns` turns a row of it into the columns the export adds to each item.
+Pure functions; labeler.confidence.run combines a whole run and stores one row per item.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from labeler.confidence.distributions import Dist, verbalized_dist
-from labeler.config import RoutingConfig, TaskConfig
-from labeler.store import RunStore
+from labeler.config import RoutingConfig
+from labeler.store.rows import ResultRow
 
 COMBINES = ("majority", "weighted")
 _ROUTING = RoutingConfig()
 _TIE_DECIMALS = 9  # summed probabilities equal to this many decimals count as a tie
-
-COMBINED_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS combined(item_id TEXT PRIMARY KEY, label TEXT, confidence REAL, distribution TEXT,"
-    " vote_share REAL, entropy REAL, divergence REAL, disagree INTEGER, member_labels TEXT, calibrated REAL)"
-)
-EXPORT_COLUMNS = (
-    "ensemble_label",
-    "ensemble_confidence",
-    "vote_share",
-    "entropy",
-    "divergence",
-    "disagree",
-    "calibrated_confidence",
-)
 
 
 # --- pure maths on distributions ---------------------------------------------------------------
@@ -146,10 +127,11 @@ class MemberView:
     confidence: float | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any] | sqlite3.Row) -> MemberView:
-        """From a `results` row (as `RunStore.iter_results` yields)."""
-        label = row["label"] if row["status"] == "labeled" else None
-        return cls(label=label, distributions=json.loads(row["distributions"] or "{}"), confidence=row["confidence"])
+    def from_result(cls, r: ResultRow) -> MemberView:
+        """From a member's stored answer."""
+        return cls(
+            label=r.label if r.status == "labeled" else None, distributions=r.distributions, confidence=r.confidence
+        )
 
 
 @dataclass(frozen=True)
@@ -225,105 +207,3 @@ def combine_item(
         disagree=disagreement(share, div, min_vote_share=min_vote_share, max_divergence=max_divergence),
         member_labels=member_labels,
     )
-
-
-# --- the run -----------------------------------------------------------------------------------
-def grouped_views(store: RunStore) -> Iterator[tuple[str, dict[str, MemberView]]]:
-    """(item id, member → MemberView) per item, in input order, streamed from the results."""
-    for item_id, rows in itertools.groupby(store.iter_results(), key=lambda r: r["item_id"]):
-        yield item_id, {r["member"]: MemberView.from_row(r) for r in rows}
-
-
-def results_signature(store: RunStore) -> str:
-    """Changes whenever a result is added or rewritten: the combined table is stale when it differs."""
-    n, last = store.conn.execute("SELECT COUNT(*), COALESCE(MAX(finished_at), 0) FROM results").fetchone()
-    return f"{n}:{last!r}"
-
-
-def needs_combine(store: RunStore) -> bool:
-    """True when the combined table is missing or older than the results."""
-    return store.get_meta("combined_signature") != results_signature(store)
-
-
-def _row(item_id: str, c: Combined) -> tuple[Any, ...]:
-    return (
-        item_id,
-        c.label,
-        c.confidence,
-        json.dumps(dict(c.distribution)),
-        c.vote_share,
-        c.entropy,
-        c.divergence,
-        int(c.disagree),
-        json.dumps(dict(c.member_labels)),
-        None,
-    )
-
-
-def combine_run(store: RunStore, task: TaskConfig, *, batch: int = 2000) -> int:
-    """Rewrite the `combined` table from the results, one row per item that has results, in one
-    transaction; calibrated confidences are reset (run `labeler calibrate` again). Returns the row count."""
-    conn = store.conn
-    conn.execute(COMBINED_SCHEMA)
-    signature = results_signature(store)
-    n = 0
-    buf: list[tuple[Any, ...]] = []
-
-    def flush() -> None:
-        conn.executemany(f"INSERT INTO combined VALUES ({','.join('?' * 10)})", buf)
-        buf.clear()
-
-    conn.execute("BEGIN")
-    try:
-        conn.execute("DELETE FROM combined")
-        for item_id, views in grouped_views(store):
-            combined = combine_item(
-                views,
-                labels=task.label_names,
-                method_order=task.confidence.methods,
-                combine=task.confidence.combine,
-                min_vote_share=task.routing.min_vote_share,
-                max_divergence=task.routing.max_divergence,
-            )
-            buf.append(_row(item_id, combined))
-            n += 1
-            if len(buf) >= batch:
-                flush()
-        flush()
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('combined_signature', ?)", (signature,))
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('combined_at', ?)", (repr(time.time()),))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return n
-
-
-def has_combined(store: RunStore) -> bool:
-    return store.has_table("combined")
-
-
-def combined_columns(row: Mapping[str, Any] | sqlite3.Row | None) -> dict[str, Any]:
-    """The export's ensemble columns for one `combined` row (all None when the item has no row)."""
-    if row is None:
-        return dict.fromkeys(EXPORT_COLUMNS)
-    return {
-        "ensemble_label": row["label"],
-        "ensemble_confidence": row["confidence"],
-        "vote_share": row["vote_share"],
-        "entropy": row["entropy"],
-        "divergence": row["divergence"],
-        "disagree": None if row["disagree"] is None else bool(row["disagree"]),
-        "calibrated_confidence": row["calibrated"],
-    }
-
-
-def combined_for(store: RunStore, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Export columns for the given items (one primary-key lookup each); items without a row get Nones."""
-    if not has_combined(store):
-        return {i: combined_columns(None) for i in item_ids}
-    out = {}
-    for i in item_ids:
-        row = store.conn.execute("SELECT * FROM combined WHERE item_id = ?", (i,)).fetchone()
-        out[i] = combined_columns(row)
-    return out

@@ -5,17 +5,15 @@
                                                     lazily so that registering the command stays cheap)
     labeler eval RUN_DIR         →  runs/<id>/report/ (report.md, report.html, PNGs, metrics.json)
 
-Human labels come from the run's `reviews` table (the review workflow), the input's gold column (reviewer
-"gold") and `--human FILE` (columns id,label[,reviewer]). An item's reference label is the majority of its
-human labels; gold breaks ties, otherwise the earlier label in the label set (metrics.reference_label).
+The LLM's side is one ItemRecord per item (labeler.record: label, routing confidence, members). Human
+labels come from the run's reviews (the review workflow), the input's gold column (reviewer "gold") and
+`--human FILE` (columns id,label[,reviewer]); an item's reference label follows labeler.humans, the rule
+the final dataset uses too (adjudication wins; majority; a tie goes to gold, else the item has none).
 Skipped items (empty text) are left out; items the LLM failed on count as errors ("no label").
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import sqlite3
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +21,8 @@ from pathlib import Path
 
 from labeler.config import CONFIDENCE_METHODS, ReviewConfig
 from labeler.errors import InputError, LabelerError
+from labeler.humans import read_humans
+from labeler.record import records
 from labeler.store import RunStore
 
 ROUTED = ("confidence", "calibrated", "ensemble")  # confidences of the final label; the rest are the first member's
@@ -64,56 +64,41 @@ class EvalInputs:
     review_budget: int | None = None  # from routing.max_items / max_dollars when there is no queue
     n_skipped: int = 0
     notes: tuple[str, ...] = ()
+    reference: tuple[str | None, ...] = ()  # per item: the human label by labeler.humans' rule (None: none/tie)
 
 
 # --- gathering ---------------------------------------------------------------------------------------------
 
 
 def read_human_file(path: Path) -> list[tuple[str, str, str]]:
-    """(id, reviewer, label) rows from a CSV or JSONL file with columns id, label and optionally reviewer."""
-    if not path.exists():
-        raise InputError(f"human label file {path} not found; pass a CSV or JSONL with columns id,label[,reviewer]")
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        with path.open(encoding="utf-8") as fh:
-            recs = [json.loads(line) for line in fh if line.strip()]
-    elif path.suffix.lower() in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as fh:
-            recs = list(csv.DictReader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
-    else:
-        raise InputError(f"{path.name}: unknown format; give human labels as .csv or .jsonl (columns id,label)")
-    if recs and not {"id", "label"} <= set(recs[0]):
-        raise InputError(f"{path.name} needs columns id and label (has: {', '.join(recs[0])}); rename them")
+    """(id, reviewer, label) rows from a CSV, TSV or JSONL file with columns id, label and optionally reviewer."""
+    from labeler.inputs import read_records
+
     out = []
-    for r in recs:
+    for _, r in read_records(path, what="human label file"):
+        if not {"id", "label"} <= set(r):
+            raise InputError(f"{path.name} needs columns id and label (has: {', '.join(r)}); rename them")
         if r.get("label") in (None, ""):
             continue
         out.append((str(r["id"]).strip(), str(r.get("reviewer") or "file"), str(r["label"]).strip()))
     return out
 
 
-def _read_audit(conn: sqlite3.Connection, tables: set[str], ids: set[str], notes: list[str]) -> AuditDesign | None:
-    if "queue" not in tables:
+def _read_audit(store: RunStore, ids: set[str], notes: list[str]) -> AuditDesign | None:
+    queue = [e for e in store.queue() if e.item_id in ids]
+    if not queue:
         return None
     strata: dict[str, str] = {}
     probs: dict[str, float] = {}
-    routed = set()
-    size = 0
-    for r in conn.execute("SELECT item_id, reasons, audit, inclusion_prob, stratum FROM queue"):
-        if r["item_id"] not in ids:
-            continue
-        size += 1
-        reasons = json.loads(r["reasons"] or "[]")
-        if any(x != "audit" for x in reasons):
-            routed.add(r["item_id"])
-        if r["audit"] or "audit" in reasons:
-            strata[r["item_id"]] = r["stratum"] or "all"
-            if r["inclusion_prob"]:
-                probs[r["item_id"]] = float(r["inclusion_prob"])
+    routed = {e.item_id for e in queue if any(x != "audit" for x in e.reasons)}
+    for e in queue:
+        if e.audit or "audit" in e.reasons:
+            strata[e.item_id] = e.stratum or "all"
+            if e.inclusion_prob:
+                probs[e.item_id] = float(e.inclusion_prob)
     if not strata:
-        return AuditDesign({}, {}, frozenset(routed), size)
-    populations: dict[str, int] = {}
-    if "audit_strata" in tables:
-        populations = {r["stratum"]: int(r["population"]) for r in conn.execute("SELECT * FROM audit_strata")}
+        return AuditDesign({}, {}, frozenset(routed), len(queue))
+    populations = {s.name: s.population for s in store.audit_strata()}
     for h in set(strata.values()) - set(populations):
         members = [i for i, s in strata.items() if s == h]
         if all(i in probs for i in members):
@@ -121,118 +106,94 @@ def _read_audit(conn: sqlite3.Connection, tables: set[str], ids: set[str], notes
         else:
             populations[h] = len(ids) if len(set(strata.values())) == 1 else len(members)
             notes.append(f"stratum {h!r} has no size recorded; assumed {populations[h]} items")
-    return AuditDesign(strata, populations, frozenset(routed), size)
+    return AuditDesign(strata, populations, frozenset(routed), len(queue))
 
 
 def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:
     """Read a run (and optional extra human labels) into EvalInputs."""
-    from labeler.export import item_rows
-
     store = RunStore.open(run_dir)
     try:
+        task = store.task()
         manifest = store.manifest
-        labels = tuple(manifest["labels"])
-        cfg = manifest.get("config") or {}
-        price = float(cfg.get("review", {}).get("price_per_label", ReviewConfig().price_per_label))
-        routing = cfg.get("routing", {})
-        primary = manifest["members"][0]["name"]
+        labels = task.label_names
         members = [m["name"] for m in manifest["members"]]
+        several = len(members) > 1
         notes: list[str] = []
-
-        tables = {t for t in ("combined", "reviews", "queue", "audit_strata") if store.has_table(t)}
-        dists = {
-            r["item_id"]: json.loads(r["distributions"])
-            for r in store.conn.execute("SELECT item_id, distributions FROM results WHERE member = ?", (primary,))
-        }
-        if "combined" in tables:
-            for r in store.conn.execute("SELECT item_id, distribution FROM combined"):
-                if r["distribution"]:
-                    dists.setdefault(r["item_id"], {})["ensemble"] = json.loads(r["distribution"])
-        ids, texts, pred, own, human = [], [], [], [], []
+        ids, texts, pred, own = [], [], [], []
         conf: dict[str, list[float | None]] = {m: [] for m in (*ROUTED, *CONFIDENCE_METHODS)}
-        member_labels: dict[str, list[str | None]] = {m: [] for m in members} if len(members) > 1 else {}
+        member_labels: dict[str, list[str | None]] = {m: [] for m in members} if several else {}
+        dists: list[dict[str, Mapping[str, float]]] = []
         n_skipped = 0
-        for row in item_rows(store, with_text=True):
-            if row["status"] == "skipped":
+        for rec in records(store):
+            if rec.status == "skipped":
                 n_skipped += 1
                 continue
-            ids.append(row["id"])
-            texts.append(row["text"])
-            # as the router reads a row: the ensemble's label and confidence stand for the LLM when present
-            ens = row.get("ensemble_label")
-            pred.append(ens if ens is not None else row["label"] if row["status"] == "labeled" else None)
-            own.append(row.get(f"label__{primary}") if member_labels else pred[-1])
-            calibrated, ens_conf = row.get("calibrated_confidence"), row.get("ensemble_confidence")
-            routing_conf = calibrated if calibrated is not None else ens_conf if ens is not None else None
-            conf["confidence"].append(routing_conf if routing_conf is not None else row["confidence"])
-            conf["calibrated"].append(calibrated)
-            conf["ensemble"].append(ens_conf)
-            for m in CONFIDENCE_METHODS:
-                conf[m].append(row.get(f"conf_{m}"))
+            ids.append(rec.id)
+            texts.append(rec.text)
+            pred.append(rec.label)
+            own.append(rec.primary_label if several else rec.label)
+            conf["confidence"].append(rec.confidence)
+            conf["calibrated"].append(rec.calibrated_confidence)
+            conf["ensemble"].append(rec.ensemble_confidence)
+            for m, v in rec.method_confidences().items():
+                conf[m].append(v)
             for m in member_labels:
-                member_labels[m].append(row.get(f"label__{m}"))
-            human.append({"gold": row["gold"]} if row.get("gold") not in (None, "") else {})
+                member_labels[m].append(rec.member_labels.get(m))
+            dists.append(rec.distributions())
         if not ids:
             raise LabelerError(f"{run_dir} has no labelled items yet; run `labeler resume {run_dir}` first")
         index = {i: n for n, i in enumerate(ids)}
 
-        reviewed: set[str] = set()
+        extra = read_human_file(human_file) if human_file is not None else []
+        if extra and not any(i in index for i, _, _ in extra):
+            raise InputError(
+                f"none of the ids in {human_file.name if human_file else ''} are items of this run; check the id column"
+            )
+        humans = read_humans(store, labels, extra=extra)
+        human: list[dict[str, str]] = [{} for _ in ids]
+        reference: list[str | None] = [None] * len(ids)
         reasons: Counter[str] = Counter()
-        extra: list[tuple[str, str, str]] = []
-        if "reviews" in tables:
-            for r in store.conn.execute("SELECT item_id, reviewer, label, correction_reason FROM reviews"):
-                if r["label"] in (None, ""):
-                    continue
-                extra.append((r["item_id"], r["reviewer"] or "reviewer", r["label"]))
-                reviewed.add(r["item_id"])
-                if r["correction_reason"]:
-                    reasons[r["correction_reason"]] += 1
-        if human_file is not None:
-            from_file = read_human_file(human_file)
-            if from_file and not any(i in index for i, _, _ in from_file):
-                raise InputError(f"none of the ids in {human_file.name} are items of this run; check the id column")
-            extra.extend(from_file)
-
-        canon = {lab.lower(): lab for lab in labels}
-        unknown: Counter[str] = Counter()
-        missing = 0
-        for item_id, reviewer, label in extra:
+        outside = 0
+        for item_id, verdict in humans.verdicts.items():
             if item_id not in index:
-                missing += 1
+                outside += 1
                 continue
-            lab = canon.get(label.strip().lower())
-            if lab is None:
-                unknown[label] += 1
-                continue
-            human[index[item_id]][reviewer] = lab
-        for h in human:  # gold labels outside the label set
-            if "gold" in h and h["gold"] not in labels:
-                g = canon.get(h["gold"].strip().lower())
-                if g is None:
-                    unknown[h.pop("gold")] += 1
-                else:
-                    h["gold"] = g
-        if unknown:
-            top = ", ".join(f"{k!r} ×{v}" for k, v in unknown.most_common(5))
-            notes.append(f"{sum(unknown.values())} human labels are not in the label set and were left out ({top})")
-        if missing:
-            notes.append(f"{missing} human labels name ids that are not (non-skipped) items of this run")
-        reviewed &= set(index)
+            human[index[item_id]] = dict(verdict.votes)
+            reference[index[item_id]] = verdict.label
+            reasons.update(humans.correction_reasons.get(item_id, ()))
+        ties = sum(v.tie and v.adjudication is None for i, v in humans.verdicts.items() if i in index)
+        if humans.unknown_labels:
+            top = ", ".join(f"{k!r} ×{v}" for k, v in Counter(humans.unknown_labels).most_common(5))
+            notes.append(
+                f"{sum(humans.unknown_labels.values())} human labels are not in the label set and were left out ({top})"
+            )
+        if humans.unknown_items or outside:
+            notes.append(
+                f"{humans.unknown_items + outside} human labels name ids that are not (non-skipped) items of this run"
+            )
+        if ties:
+            notes.append(
+                f"{ties} items have human labels that tie and no adjudication: their reference is the earliest "
+                "answer among the tied labels (labeler.humans);"
+                " adjudicate them with `labeler review import --adjudicate`"
+            )
+        reviewed = humans.reviewed() & set(index)
 
-        audit = _read_audit(store.conn, tables, set(index), notes)
+        audit = _read_audit(store, set(index), notes)
+        routing, price = task.routing, task.review.price_per_label
         budget = None
-        if routing.get("max_items"):
-            budget = int(routing["max_items"])
-        elif routing.get("max_dollars") and price > 0:
-            budget = int(routing["max_dollars"] // price)
+        if routing.max_items:
+            budget = int(routing.max_items)
+        elif routing.max_dollars and price > 0:
+            budget = int(routing.max_dollars // price)
         totals = store.totals()
         probs = {
-            m: tuple(None if m not in dists.get(i, {}) else {k: float(v) for k, v in dists[i][m].items()} for i in ids)
+            m: tuple(None if m not in d else {k: float(v) for k, v in d[m].items()} for d in dists)
             for m in (*CONFIDENCE_METHODS, "ensemble")
         }
         return EvalInputs(
             run_id=str(manifest.get("run_id", run_dir.name)),
-            labels=labels,
+            labels=tuple(labels),
             ids=tuple(ids),
             texts=tuple(texts),
             pred=tuple(pred),
@@ -250,6 +211,7 @@ def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:
             review_budget=budget,
             n_skipped=n_skipped,
             notes=tuple(notes),
+            reference=tuple(reference),
         )
     finally:
         store.close()

@@ -1,9 +1,18 @@
-"""Durable runs and the shared response cache, both SQLite in WAL mode.
+"""The run store: one run's durable state, and the only place that speaks SQL to it.
 
-    runs/<run-id>/manifest.json   config, template hashes, models, params, version: written first
-    runs/<run-id>/run.sqlite      items (the ingested corpus) and one result row per (item, member),
-                                  committed as soon as it exists; later stages add their own tables
-    <runs root>/cache.sqlite      responses keyed by Request.cache_key(), shared by all runs
+    runs/<run-id>/manifest.json   config snapshot, template hashes, models, params, version: written first
+    runs/<run-id>/run.sqlite      every table of the run, each created by a numbered migration:
+        items          the ingested corpus (ord, id, text, flags, gold, skip)
+        results        one answer per (item, member), committed as soon as it exists; spend summed over attempts
+        meta           key/value facts (ingested, combined_signature, ...)
+        combined       the members' answers combined per item, with the calibrated confidence
+        calibrators    one fitted calibrator per confidence method
+        calibrated_oof out-of-fold calibrated values of the human-labelled items (kept across re-combines)
+        queue          the routed items; audit_strata: the random audit's strata
+        reviews        one row per (item, reviewer)
+    <runs root>/cache.sqlite      responses keyed by Request.cache_key(), shared by all runs (store.cache)
+
+Every method reads or writes typed rows (labeler.store.rows); `transaction()` groups writes.
 
 A process killed at any point loses at most the answers in flight or answered in the last 20 ms
 (results are group-committed, see GroupCommit); resume asks for those again. Schema changes are numbered
@@ -21,10 +30,16 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from labeler.config import TaskConfig, load_config
+from labeler.config import TaskConfig, parse_config
 from labeler.errors import InputError, RunStoreError
 from labeler.inputs import Row
-from labeler.store.db import GroupCommit, connect, migrate
+from labeler.store.confidence_tables import ConfidenceTables
+from labeler.store.db import connect, migrate
+from labeler.store.decode import item_rows as decode_item_rows
+from labeler.store.review_tables import ReviewTables
+from labeler.store.rows import (
+    ItemRows,
+)
 from labeler.types import Item, ItemResult
 
 MIGRATIONS: list[str] = [
@@ -45,17 +60,44 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (item_id, member)
     );
     """,
+    # 2: the later stages' tables (IF NOT EXISTS: runs made before migrations owned them already have them)
+    """
+    CREATE TABLE IF NOT EXISTS combined (
+        item_id TEXT PRIMARY KEY, label TEXT, confidence REAL, distribution TEXT, vote_share REAL, entropy REAL,
+        divergence REAL, disagree INTEGER, member_labels TEXT, calibrated REAL
+    );
+    CREATE TABLE IF NOT EXISTS calibrators (
+        method TEXT PRIMARY KEY, kind TEXT, params TEXT, cv_log_loss REAL, n_fit INTEGER, fitted_at REAL
+    );
+    CREATE TABLE IF NOT EXISTS queue (
+        item_id TEXT PRIMARY KEY, rank INTEGER, reasons TEXT, priority REAL, audit INTEGER,
+        inclusion_prob REAL, stratum TEXT, created REAL, llm_label TEXT, confidence REAL, member_labels TEXT
+    );
+    CREATE TABLE IF NOT EXISTS audit_strata (
+        stratum TEXT PRIMARY KEY, population INTEGER, sampled INTEGER, seed INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS reviews (
+        item_id TEXT, reviewer TEXT, label TEXT, correction_reason TEXT, note TEXT, source TEXT, imported_at REAL,
+        adjudication INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (item_id, reviewer)
+    );
+    """,
+    # 3: out-of-fold calibrated values, so a re-combine (resume) can re-apply the stored calibrator
+    """
+    CREATE TABLE calibrated_oof (method TEXT NOT NULL, item_id TEXT NOT NULL, value REAL NOT NULL,
+        PRIMARY KEY (method, item_id));
+    """,
 ]
 
 
 _RESULT_FIELDS = tuple(f.name for f in fields(ItemResult))
+_SUMMED = frozenset({"input_tokens", "output_tokens", "cost", "attempts"})
 
 
-class RunStore:
+class RunStore(ConfidenceTables, ReviewTables):
     def __init__(self, run_dir: Path, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
         self.run_dir = run_dir
-        self.conn = conn
-        self.writes = GroupCommit(conn)
 
     # --- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -90,24 +132,18 @@ class RunStore:
         return data
 
     def task(self) -> TaskConfig:
-        """The task config named by the manifest (`labeler.label.pipeline.load_run_task` also checks that its
-        templates are unchanged, which only labeling needs)."""
-        path = Path(self.manifest.get("config_path", ""))
-        if not path.is_file():
-            raise RunStoreError(f"the run's task config {path} is gone; restore it (manifest.json names it)")
-        return load_config(path)
+        """The run's task config: the manifest's snapshot, not the live TOML file (which may have been edited
+        since; start a new run to use its changes). Paths inside resolve against the file's folder."""
+        manifest = self.manifest
+        raw = manifest.get("config")
+        if not isinstance(raw, dict):
+            raise RunStoreError(f"{self.run_dir}/manifest.json holds no config snapshot; start a new run")
+        return parse_config(raw, path=Path(manifest.get("config_path", self.run_dir / "task.toml")))
 
     def has_table(self, name: str) -> bool:
         """Whether a later stage has added table `name` (combined, queue, reviews, ...) to this run."""
         q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         return self.conn.execute(q, (name,)).fetchone() is not None
-
-    def get_meta(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # --- the corpus --------------------------------------------------------------------------
     def ingest(self, rows: Iterable[Row], *, members: Iterable[str], batch: int = 2000) -> dict[str, int]:
@@ -207,13 +243,18 @@ class RunStore:
 
     # --- results -----------------------------------------------------------------------------
     def put_result(self, r: ItemResult) -> None:
+        """Store one member's answer for one item. A later answer replaces the earlier one, but the spend
+        (tokens, cost, attempts) is summed over every attempt: what was paid stays counted."""
         d = {name: getattr(r, name) for name in _RESULT_FIELDS}  # not asdict: its deep copy is a hot spot
         d["distributions"] = json.dumps({method: dict(dist) for method, dist in r.distributions.items()})
         d["cached"] = int(r.cached)
         d["finished_at"] = time.time()
         cols = ",".join(d)
+        update = ",".join(f"{c} = results.{c} + excluded.{c}" if c in _SUMMED else f"{c} = excluded.{c}" for c in d)
         self.writes.execute(
-            f"INSERT OR REPLACE INTO results ({cols}) VALUES ({','.join('?' * len(d))})", tuple(d.values())
+            f"INSERT INTO results ({cols}) VALUES ({','.join('?' * len(d))})"
+            f" ON CONFLICT (item_id, member) DO UPDATE SET {update}",
+            tuple(d.values()),
         )
 
     def status_counts(self, member: str | None = None) -> dict[str, int]:
@@ -241,3 +282,36 @@ class RunStore:
             if not rows:
                 return
             yield from rows
+
+    # --- items with their answers ------------------------------------------------------------
+    def item_ids(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT id FROM items")}
+
+    def gold_labels(self) -> dict[str, str]:
+        """item id -> the input's gold label, for the items that have one."""
+        return {
+            r[0]: r[1] for r in self.conn.execute("SELECT id, gold FROM items WHERE gold IS NOT NULL AND gold != ''")
+        }
+
+    def item_rows(self, *, batch: int = 2000) -> Iterator[ItemRows]:
+        """Every item that has at least one result, in input order, with its results and combined row:
+        one streaming join, so memory stays flat in the corpus size."""
+        cur = self.conn.execute(
+            "SELECT i.ord, i.id AS iid, i.text, i.flags, i.gold, r.*, c.label AS c_label, c.confidence AS c_conf,"
+            " c.distribution AS c_dist, c.vote_share AS c_share, c.entropy AS c_entropy, c.divergence AS c_div,"
+            " c.disagree AS c_disagree, c.member_labels AS c_members, c.calibrated AS c_cal"
+            " FROM items i JOIN results r ON r.item_id = i.id LEFT JOIN combined c ON c.item_id = i.id"
+            " ORDER BY i.ord, r.member"
+        )
+        current: list[sqlite3.Row] = []
+        while True:
+            rows = cur.fetchmany(batch)
+            for row in rows:
+                if current and current[0]["ord"] != row["ord"]:
+                    yield decode_item_rows(current)
+                    current = []
+                current.append(row)
+            if not rows:
+                break
+        if current:
+            yield decode_item_rows(current)

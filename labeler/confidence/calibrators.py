@@ -11,18 +11,14 @@ applied to the others; a labelled item keeps its out-of-fold prediction, made by
 never saw it, so "after" numbers on labelled items are honest. Human labels come from the items'
 gold column, else the majority of the `reviews` table's labels for the item (ties: label order).
 
-Written: the `calibrators` table and calibrator.json (one entry per method), and, for the method
-"ensemble", `combined.calibrated` for every item.
+Pure functions and small fitted objects; labeler.confidence.run fits them on a run and stores them.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,11 +29,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 
-from labeler.confidence.ensemble import COMBINED_SCHEMA, combine_item, combine_run, grouped_views, needs_combine
-from labeler.config import CONFIDENCE_METHODS, TaskConfig
+from labeler.config import CONFIDENCE_METHODS
 from labeler.errors import CalibrationError
-from labeler.evaluate.metrics import reference_label
-from labeler.store import RunStore
 
 ENSEMBLE = "ensemble"
 METHODS = (*CONFIDENCE_METHODS, ENSEMBLE)
@@ -46,10 +39,6 @@ PROB_FLOOR = 1e-6  # probabilities are clipped to this before taking logs
 ISOTONIC_FLOOR = 1e-3  # isotonic output stays in [floor, 1 - floor], so no log-loss is infinite
 MIN_ITEMS = 20
 
-CALIBRATORS_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS calibrators(method TEXT PRIMARY KEY, kind TEXT, params TEXT, cv_log_loss REAL,"
-    " n_fit INTEGER, fitted_at REAL)"
-)
 
 
 
@@ -288,216 +277,3 @@ def select_calibrator(
 
 
 # --- the run -----------------------------------------------------------------------------------
-def human_labels(store: RunStore, labels: Sequence[str]) -> dict[str, str]:
-    """item id → reference label (`metrics.reference_label`) over the gold column and the reviews, for the
-    items that have one. Labels outside the label set are ignored."""
-    known = set(labels)
-    humans: dict[str, dict[str, str]] = {}
-    if store.has_table("reviews"):
-        for item_id, reviewer, label in store.conn.execute(
-            "SELECT item_id, reviewer, label FROM reviews WHERE label IS NOT NULL"
-        ):
-            if label in known:
-                humans.setdefault(item_id, {})[str(reviewer)] = label
-    for item_id, gold in store.conn.execute("SELECT id, gold FROM items WHERE gold IS NOT NULL"):
-        if gold in known:
-            humans.setdefault(item_id, {})["gold"] = gold
-    out = {}
-    for item_id, h in humans.items():
-        ref = reference_label(h, labels=labels)
-        if ref is not None:
-            out[item_id] = ref
-    return out
-
-
-def _vector(dist: Mapping[str, float], labels: Sequence[str]) -> list[float]:
-    return [float(dist.get(lab, 0.0)) for lab in labels]
-
-
-def _method_items(store: RunStore, task: TaskConfig, method: str) -> Iterator[tuple[str, str, list[float]]]:
-    """(item id, chosen label, distribution over labels) per item for `method`: the ensemble's answer from
-    the combined table, or the members' answers under that one method alone."""
-    labels = task.label_names
-    if method == ENSEMBLE:
-        for item_id, label, dist in store.conn.execute(
-            "SELECT item_id, label, distribution FROM combined WHERE label IS NOT NULL"
-        ):
-            yield item_id, label, _vector(json.loads(dist), labels)
-        return
-    for item_id, views in grouped_views(store):
-        having = {name: v for name, v in views.items() if method in v.distributions}
-        if not having:
-            continue
-        c = combine_item(having, labels=labels, method_order=(method,), combine=task.confidence.combine)
-        if c.label is not None:
-            yield item_id, c.label, _vector(c.distribution, labels)
-
-
-def method_data(store: RunStore, task: TaskConfig, method: str, human: Mapping[str, str]) -> tuple[list[str], CalData]:
-    """The human-labelled items' ids and their CalData for `method`."""
-    index = {lab: i for i, lab in enumerate(task.label_names)}
-    ids, probs, pred, truth = [], [], [], []
-    for item_id, label, vec in _method_items(store, task, method):
-        if item_id in human:
-            ids.append(item_id)
-            probs.append(vec)
-            pred.append(index[label])
-            truth.append(index[human[item_id]])
-    k = len(index)
-    data = CalData(
-        np.asarray(probs, dtype=float).reshape(-1, k), np.asarray(pred, dtype=int), np.asarray(truth, dtype=int)
-    )
-    return ids, data
-
-
-@dataclass(frozen=True)
-class MethodReport:
-    """One method's calibration: before = raw confidence; after = out-of-fold calibrated, on the n items."""
-
-    method: str
-    n: int
-    kind: str | None = None
-    ece_before: float | None = None
-    ece_after: float | None = None
-    log_loss_before: float | None = None
-    log_loss_after: float | None = None
-    cv_log_loss: Mapping[str, float] = field(default_factory=dict)
-    params: Mapping[str, Any] = field(default_factory=dict)
-    skipped: str | None = None  # why it was not calibrated
-
-
-def _persist(store: RunStore, method: str, sel: Selection, n: int) -> dict[str, Any]:
-    entry = {
-        "kind": sel.kind,
-        "params": sel.calibrator.params(),
-        "cv_log_loss": sel.cv_log_loss[sel.kind],
-        "cv_log_loss_by_kind": dict(sel.cv_log_loss),
-        "n_fit": n,
-        "fitted_at": time.time(),
-    }
-    store.conn.execute(CALIBRATORS_SCHEMA)
-    store.conn.execute(
-        "INSERT OR REPLACE INTO calibrators VALUES (?, ?, ?, ?, ?, ?)",
-        (method, sel.kind, json.dumps(entry["params"]), entry["cv_log_loss"], n, entry["fitted_at"]),
-    )
-    path = store.run_dir / "calibrator.json"
-    saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    saved[method] = entry
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(saved, indent=2), encoding="utf-8")
-    tmp.replace(path)
-    return entry
-
-
-def load_calibrator(run_dir: Path, method: str = ENSEMBLE) -> Calibrator | None:
-    """The calibrator stored for `method` in run_dir/calibrator.json, or None."""
-    path = run_dir / "calibrator.json"
-    if not path.exists():
-        return None
-    entry = json.loads(path.read_text(encoding="utf-8")).get(method)
-    return None if entry is None else from_params(entry["kind"], entry["params"])
-
-
-def apply_ensemble(store: RunStore, task: TaskConfig, calibrator: Calibrator, oof: Mapping[str, float]) -> int:
-    """Write combined.calibrated for every item with a label: its out-of-fold value if it has one, else the
-    calibrator's prediction. Reads and writes in keyset batches. Returns the number of items written."""
-    index = {lab: i for i, lab in enumerate(task.label_names)}
-    k = len(index)
-    last, n = "", 0
-    conn = store.conn
-    while True:
-        rows = conn.execute(
-            "SELECT item_id, label, distribution FROM combined WHERE item_id > ? ORDER BY item_id LIMIT 2000", (last,)
-        ).fetchall()
-        if not rows:
-            return n
-        last = rows[-1]["item_id"]
-        labelled = [r for r in rows if r["label"] in index]
-        if labelled:
-            probs = np.asarray([_vector(json.loads(r["distribution"]), task.label_names) for r in labelled]).reshape(
-                -1, k
-            )
-            pred = np.asarray([index[r["label"]] for r in labelled], dtype=int)
-            p = calibrator.predict(CalData(probs, pred, pred))
-            updates = [(oof.get(r["item_id"], float(v)), r["item_id"]) for r, v in zip(labelled, p, strict=True)]
-            conn.execute("BEGIN")
-            conn.executemany("UPDATE combined SET calibrated = ? WHERE item_id = ?", updates)
-            conn.execute("COMMIT")
-            n += len(updates)
-
-
-def calibrate_run(
-    store: RunStore,
-    task: TaskConfig,
-    *,
-    methods: Sequence[str] | None = None,
-    n_splits: int = 5,
-    seed: int = 0,
-    min_items: int = MIN_ITEMS,
-) -> list[MethodReport]:
-    """Combine (if the results changed), then fit, choose, persist and (for "ensemble") apply a calibrator
-    per method. Default methods: the task's confidence methods and "ensemble"."""
-    if needs_combine(store):
-        combine_run(store, task)
-    store.conn.execute(COMBINED_SCHEMA)
-    methods = list(methods or (*task.confidence.methods, ENSEMBLE))
-    human = human_labels(store, task.label_names)
-    reports = []
-    for method in methods:
-        if method not in METHODS:
-            raise CalibrationError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-        ids, data = method_data(store, task, method, human)
-        try:
-            sel = select_calibrator(data, n_splits=n_splits, seed=seed, min_items=min_items)
-        except CalibrationError as exc:
-            reports.append(MethodReport(method, len(data), skipped=str(exc)))
-            continue
-        entry = _persist(store, method, sel, len(data))
-        if method == ENSEMBLE:
-            apply_ensemble(store, task, sel.calibrator, dict(zip(ids, sel.oof.tolist(), strict=True)))
-        conf, correct = data.conf, data.correct
-        reports.append(
-            MethodReport(
-                method=method,
-                n=len(data),
-                kind=sel.kind,
-                ece_before=ece(conf, correct),
-                ece_after=ece(sel.oof, correct),
-                log_loss_before=correctness_log_loss(conf, correct),
-                log_loss_after=correctness_log_loss(sel.oof, correct),
-                cv_log_loss=sel.cv_log_loss,
-                params=entry["params"],
-            )
-        )
-    return reports
-
-
-def format_reports(reports: Sequence[MethodReport]) -> str:
-    lines = [f"{'method':12s} {'n':>6s}  {'kind':11s}  {'ECE before → after':20s}  log-loss before → after"]
-    for r in reports:
-        if r.skipped:
-            lines.append(f"{r.method:12s} {r.n:6d}  skipped: {r.skipped}")
-            continue
-        lines.append(
-            f"{r.method:12s} {r.n:6d}  {r.kind or '':11s}  {r.ece_before:.3f} → {r.ece_after:.3f}{'':7s}"
-            f"  {r.log_loss_before:.3f} → {r.log_loss_after:.3f}"
-        )
-    lines.append("after = out-of-fold: each labelled item scored by a calibrator fitted without it")
-    return "\n".join(lines)
-
-
-def calibrate_path(
-    run_dir: Path, *, methods: Sequence[str] | None = None, n_splits: int = 5, seed: int = 0
-) -> list[MethodReport]:
-    """`labeler calibrate`: fit, store and apply the calibrators of one run; an error when nothing could be."""
-    store = RunStore.open(run_dir)
-    try:
-        reports = calibrate_run(store, store.task(), methods=methods, n_splits=n_splits, seed=seed)
-    finally:
-        store.close()
-    if all(r.skipped for r in reports):
-        raise CalibrationError(
-            "nothing was calibrated: add a gold column (input.gold_column) or human reviews for at least "
-            f"{MIN_ITEMS} items, with right and wrong model answers among them"
-        )
-    return reports

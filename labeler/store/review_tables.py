@@ -1,0 +1,115 @@
+"""The run store's review tables: the queue, the audit strata and the reviews."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+
+from labeler.store.base import Tables
+from labeler.store.rows import QueueEntry, Review, Stratum
+
+
+class ReviewTables(Tables):
+    def write_queue(self, entries: Sequence[QueueEntry], strata: Sequence[Stratum], *, seed: int) -> None:
+        """Replace the queue and the audit strata, in one transaction (reviews are kept)."""
+        now = time.time()
+        with self.transaction():
+            self.conn.execute("DELETE FROM queue")
+            self.conn.execute("DELETE FROM audit_strata")
+            self.conn.executemany(
+                "INSERT INTO queue (item_id, rank, reasons, priority, audit, inclusion_prob, stratum, created,"
+                " llm_label, confidence, member_labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        e.item_id,
+                        e.rank,
+                        json.dumps(list(e.reasons)),
+                        e.priority,
+                        int(e.audit),
+                        e.inclusion_prob,
+                        e.stratum,
+                        now,
+                        e.llm_label,
+                        e.confidence,
+                        json.dumps(dict(e.member_labels)),
+                    )
+                    for e in entries
+                ],
+            )
+            self.conn.executemany(
+                "INSERT INTO audit_strata (stratum, population, sampled, seed) VALUES (?, ?, ?, ?)",
+                [(s.name, s.population, s.sampled, seed) for s in strata],
+            )
+
+    def queue(self) -> list[QueueEntry]:
+        """The routed items in rank order, with their text."""
+        rows = self.conn.execute(
+            "SELECT q.*, i.text FROM queue q JOIN items i ON i.id = q.item_id ORDER BY q.rank"
+        ).fetchall()
+        return [
+            QueueEntry(
+                item_id=r["item_id"],
+                rank=int(r["rank"]),
+                reasons=tuple(json.loads(r["reasons"] or "[]")),
+                priority=float(r["priority"] or 0.0),
+                audit=bool(r["audit"]),
+                llm_label=r["llm_label"],
+                confidence=r["confidence"],
+                inclusion_prob=r["inclusion_prob"],
+                stratum=r["stratum"],
+                member_labels=json.loads(r["member_labels"] or "{}"),
+                text=r["text"],
+            )
+            for r in rows
+        ]
+
+    def audit_strata(self) -> list[Stratum]:
+        return [
+            Stratum(r["stratum"], int(r["population"]), int(r["sampled"]))
+            for r in self.conn.execute("SELECT * FROM audit_strata ORDER BY stratum")
+        ]
+
+    # --- reviews -----------------------------------------------------------------------------
+    def put_reviews(self, reviews: Iterable[Review]) -> int:
+        """Insert or replace reviews (one per item and reviewer), in one transaction. Returns how many."""
+        now = time.time()
+        rows = [
+            (r.item_id, r.reviewer, r.label, r.correction_reason, r.note, r.source, now, int(r.adjudication))
+            for r in reviews
+        ]
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO reviews (item_id, reviewer, label, correction_reason, note, source,"
+                " imported_at, adjudication) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def delete_reviews(self, keys: Iterable[tuple[str, str]]) -> int:
+        """Remove the reviews of these (item id, reviewer) pairs, in one transaction. Returns how many."""
+        keys = list(keys)
+        with self.transaction():
+            self.conn.executemany("DELETE FROM reviews WHERE item_id = ? AND reviewer = ?", keys)
+        return len(keys)
+
+    def reviews(self) -> dict[str, list[Review]]:
+        """item id -> its reviews, oldest import first."""
+        out: dict[str, list[Review]] = {}
+        for r in self.conn.execute("SELECT * FROM reviews WHERE label IS NOT NULL ORDER BY imported_at, reviewer"):
+            out.setdefault(r["item_id"], []).append(
+                Review(
+                    r["item_id"],
+                    r["reviewer"],
+                    r["label"],
+                    r["correction_reason"],
+                    r["note"],
+                    r["source"] or "",
+                    bool(r["adjudication"]),
+                )
+            )
+        return out
+
+    def reviewers_done(self, reviewer: str) -> set[str]:
+        """The items `reviewer` has answered."""
+        return {r[0] for r in self.conn.execute("SELECT item_id FROM reviews WHERE reviewer = ?", (reviewer,))}
