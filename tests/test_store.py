@@ -180,3 +180,22 @@ def test_cache_roundtrip_keeps_logprobs_and_usage(tmp_path: Path) -> None:
     reopened = Cache(tmp_path / "deep" / "cache.sqlite")
     assert reopened.get("k") == plain
     reopened.close()
+
+
+def test_spend_is_summed_over_attempts(store: RunStore) -> None:
+    """A failed item retried by a resume keeps what its first attempt cost: spend only ever goes up."""
+    store.ingest(_rows(["x", "y"]), members=["a"])
+    store.put_result(
+        _result("x", status="failed", label=None, input_tokens=100, output_tokens=7, cost=0.01, attempts=3)
+    )
+    store.flush()
+    first = store.totals()
+    store.put_result(_result("x", input_tokens=120, output_tokens=2, cost=0.02, attempts=1))
+    store.put_result(_result("y", input_tokens=50, output_tokens=1, cost=0.005, attempts=1))
+    store.flush()
+    totals = store.totals()
+    assert (first["input_tokens"], first["cost"]) == (100, pytest.approx(0.01))
+    assert (totals["input_tokens"], totals["output_tokens"]) == (270, 10)
+    assert totals["cost"] == pytest.approx(0.035)
+    row = next(r for r in store.item_rows() if r.id == "x").results["a"]
+    assert (row.status, row.label, row.attempts, row.cost) == ("labeled", "sport", 4, pytest.approx(0.03))
