@@ -7,7 +7,6 @@ environment override the default member's endpoint, as the openai client does.
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -56,9 +55,16 @@ class Member:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """`[retry]`: attempts per request, and the waits between them (seconds).
+
+    Our own backoff is jittered exponential from `initial_wait`, capped at `max_wait`. A server's
+    `retry-after` (seconds or an HTTP date) is waited out in full when it is longer, up to
+    `max_retry_after`, a separate cap: a 45 s retry-after is waited 45 s even with max_wait = 30."""
+
     max_attempts: int = 6
     initial_wait: float = 0.5
     max_wait: float = 30.0
+    max_retry_after: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -172,28 +178,32 @@ def _endpoint(section: str, table: Mapping[str, Any], base: Endpoint) -> Endpoin
         raise ConfigError(f"{section}.concurrency must be >= 1, got {ep.concurrency}")
     if ep.max_output_tokens < 1:
         raise ConfigError(f"{section}.max_output_tokens must be >= 1")
+    if not ep.timeout > 0:  # 0 would fail every request at once, and look like a dead server
+        raise ConfigError(f"{section}.timeout must be > 0 seconds, got {ep.timeout!r}; 60 is usual")
     return ep
 
 
 def _examples(value: Any, base_dir: Path, label_names: set[str]) -> tuple[Example, ...]:
-    rows: list[Mapping[str, Any]]
+    rows: list[tuple[str, Any]]  # (where, for messages; the row)
     if isinstance(value, str):
         path = (base_dir / value).resolve()
         if not path.exists():
             raise ConfigError(f"task.examples: file {path} not found; fix the path (relative to the config)")
-        with path.open(encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
+        from labeler.inputs import read_records  # JSONL or CSV, BOM-safe, line numbers in its errors
+
+        rows = [(f"task.examples: {path.name} line {n}", rec) for n, rec in read_records(path, what="task.examples")]
     elif isinstance(value, list):
-        rows = value
+        rows = [(f"task.examples[{i}]", row) for i, row in enumerate(value)]
     else:
         raise ConfigError("task.examples must be a JSONL file path or a list of {text, label} tables")
     out = []
-    for i, row in enumerate(rows):
+    for where, row in rows:
         if not isinstance(row, Mapping) or set(row) != {"text", "label"}:
-            raise ConfigError(f"task.examples[{i}] must have exactly the keys text and label")
-        if row["label"] not in label_names:
-            raise ConfigError(f"task.examples[{i}] has label {row['label']!r}, which is not in [[labels]]")
-        out.append(Example(text=str(row["text"]), label=str(row["label"])))
+            raise ConfigError(f"{where} must have exactly the keys text and label")
+        label = str(row["label"]).strip()
+        if label not in label_names:
+            raise ConfigError(f"{where} has label {label!r}, which is not in [[labels]]")
+        out.append(Example(text=str(row["text"]), label=label))
     return tuple(out)
 
 
@@ -207,6 +217,13 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ta
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name} is not valid TOML: {exc}") from None
+    return parse_config(raw, path=path, env=env)
+
+
+def parse_config(raw: dict[str, Any], *, path: Path, env: Mapping[str, str] | None = None) -> TaskConfig:
+    """Validate a task config table as read from `path` (relative paths inside are relative to its folder).
+    A run's store reads its task this way from the manifest's snapshot, not from the live file."""
+    env = os.environ if env is None else env
     base_dir = path.parent
     _check_keys("", raw, _TOP_KEYS)
 
@@ -228,10 +245,17 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ta
         _check_keys(f"labels[{i}]", lab, {"name", "description"})
         if not isinstance(lab.get("name"), str) or not lab["name"].strip():
             raise ConfigError(f"labels[{i}].name must be a non-empty string")
-        labels.append(LabelDef(lab["name"], str(lab.get("description", ""))))
+        # " sport" would never match an answer: the spaces are a typo, not part of the label
+        labels.append(LabelDef(lab["name"].strip(), str(lab.get("description", ""))))
     names = [lab.name for lab in labels]
-    if len(set(n.lower() for n in names)) != len(names):
-        raise ConfigError("labels: names must be unique (ignoring case)")
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n.lower() in seen:
+            raise ConfigError(
+                f"labels[{seen[n.lower()]}] and labels[{i}] are both named {n!r} (ignoring case and spaces); "
+                "give every label its own name"
+            )
+        seen[n.lower()] = i
     examples = _examples(task.get("examples", []), base_dir, set(names))
 
     inp = raw.get("input", {})

@@ -1,8 +1,11 @@
-"""Reading the corpus: CSV, JSONL or Parquet, streamed row by row, with answers for bad input.
+"""Reading the files a user hands us: CSV, TSV, JSONL or Parquet, streamed row by row.
 
-Each row becomes an Item, or a skip with a reason (empty text). Problems that make the whole file
-unusable (missing file or column, empty file) raise InputError naming the fix. Bytes that are not
-UTF-8 are replaced (U+FFFD) and the item is flagged `invalid-utf8`, so no row is lost.
+`read_rows` reads the corpus: each row becomes an Item, or a skip with a reason (empty text).
+`read_records` reads any other table (few-shot examples, human labels) as text values. Problems raise
+InputError on one line naming the file, the line (or row) and the fix: a missing file or column, an
+empty file, a line that is not JSON, a CSV line the csv module cannot split, a Parquet file that
+pyarrow cannot read. A byte-order mark is not part of the first column (or the first JSON line).
+Bytes that are not UTF-8 are replaced (U+FFFD) and the item is flagged `invalid-utf8`, so no row is lost.
 """
 
 from __future__ import annotations
@@ -40,34 +43,96 @@ def _clean(value: Any) -> tuple[str, bool]:
         return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), True
 
 
-def _records(path: Path) -> Iterator[dict[str, Any]]:
+def _one_line(exc: BaseException, n: int = 160) -> str:
+    s = " ".join(str(exc).split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _records(path: Path, what: str = "input.path") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each row of `path`; for Parquet the number is the row's. `what`
+    names the setting or option that pointed at the file, for messages."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        with path.open(encoding="utf-8", errors="surrogateescape") as fh:
+        # utf-8-sig: a byte-order mark before the first line is not part of the JSON
+        with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
                 try:
                     rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f"{path.name} line {lineno} is not valid JSON ({exc.msg}); fix or remove it"
-                    ) from None
+                except (json.JSONDecodeError, RecursionError) as exc:
+                    why = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                    raise InputError(f"{path.name} line {lineno} is not valid JSON ({why}); fix or remove it") from None
                 if not isinstance(rec, dict):
-                    raise InputError(f"{path.name} line {lineno} is not a JSON object")
-                yield rec
+                    raise InputError(f"{path.name} line {lineno} is not a JSON object; write one {{...}} per line")
+                yield lineno, rec
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=2048):
-            yield from batch.to_pylist()
+        yield from _parquet_records(path, what)
     elif suffix in (".csv", ".tsv", ".txt"):
         # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first column name
         with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
             reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            yield from reader
+            start = 1
+            try:
+                reader.fieldnames  # noqa: B018 (reads the header, so line numbers count from it)
+                while True:
+                    start = reader.line_num + 1  # where the record starts (it may span lines)
+                    rec = next(reader, None)
+                    if rec is None:
+                        return
+                    yield start, rec
+            except csv.Error as exc:
+                raise InputError(
+                    f"{path.name} line {start} cannot be read as {suffix[1:].upper()} ({_one_line(exc)}); "
+                    "fix that line (quote fields that hold the delimiter, a quote or a line break)"
+                ) from None
     else:
-        raise InputError(f"{path.name}: unknown input format {suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+        raise InputError(
+            f"{path.name}: unknown format {suffix!r}; use .csv, .tsv, .jsonl or .parquet (fix {what})"
+        )
+
+
+def _parquet_records(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 0
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=2048):
+            for rec in batch.to_pylist():
+                n += 1
+                yield n, rec
+    except (pa.ArrowException, OSError) as exc:  # corrupt or truncated file, not Parquet at all
+        where = f" after row {n}" if n else ""
+        raise InputError(
+            f"{path.name} is not a readable Parquet file{where} ({_one_line(exc)}); "
+            f"write it again or point {what} at another file"
+        ) from None
+
+
+def _text(value: Any) -> str:
+    """A record's value as text: None is "", JSON objects and lists stay JSON, bad UTF-8 is replaced."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return _clean(value)[0]
+
+
+def read_records(path: Path, *, what: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """Stream the records of a CSV, TSV, JSONL or Parquet file as (line number, {column: text}).
+
+    For the files a user hands us besides the corpus: few-shot examples, human labels. `what` names
+    the setting or option that pointed at the file (e.g. "task.examples", "--human"); every error is
+    an InputError on one line naming the file, the line number and the fix. A byte-order mark is
+    skipped; a CSV line with more fields than the header is an error (a field that needed quotes);
+    missing fields are "". An empty file yields nothing."""
+    if not path.is_file():
+        raise InputError(f"{what}: file {path} not found; fix the path")
+    for lineno, rec in _records(path, what):
+        if None in rec:  # csv.DictReader puts the fields beyond the header under None
+            raise InputError(
+                f"{path.name} line {lineno} has more fields than the header; quote fields that hold the delimiter"
+            )
+        yield lineno, {str(k): _text(v) for k, v in rec.items()}
 
 
 def read_rows(path: Path, *, id_column: str, text_column: str, gold_column: str | None = None) -> Iterator[Row]:
@@ -77,7 +142,7 @@ def read_rows(path: Path, *, id_column: str, text_column: str, gold_column: str 
     if path.stat().st_size == 0:
         raise InputError(f"input file {path} is empty; point input.path at the corpus to label")
     n = 0
-    for n, rec in enumerate(_records(path), 1):
+    for n, (_, rec) in enumerate(_records(path), 1):
         if n == 1:
             cols = list(rec)
             for key, col in (("text_column", text_column), ("id_column", id_column), ("gold_column", gold_column)):

@@ -39,6 +39,9 @@ FAULTS = {
     "500": "500 with an error body",
     "503": "503 with an error body",
     "401": "401 invalid API key",
+    "400": "400: response_format is not supported (a server without structured output)",
+    "400echo": "400 whose message echoes the request's Authorization header (a leaky proxy)",
+    "500echo": "500 whose message echoes the request's Authorization header",
     "slow": "answer normally, but only after StubServer.slow_seconds (past the client's timeout)",
     "drop": "close the connection without sending a response",
     "malformed": "200 with a body that is not JSON",
@@ -305,6 +308,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(int(action), "the server had an error")
         elif action == "401":
             self._error(401, "Incorrect API key provided")
+        elif action == "400":
+            self._error(400, "response_format is not supported by this server")
+        elif action in ("400echo", "500echo"):
+            auth = self.headers.get("Authorization", "")
+            self._error(int(action[:3]), f"invalid request (headers: Authorization: {auth})")
         elif action == "drop":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)

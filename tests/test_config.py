@@ -151,3 +151,49 @@ def test_api_key_comes_from_the_env_var_named_by_api_key_env(tmp_path: Path, mon
     monkeypatch.delenv("MY_LABELER_KEY")
     assert ep.api_key() == "not-needed"  # local servers take any key
     assert "sk-" not in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"model": {"base_url": BASE_URL, "timeout": 0}}, "model.timeout must be > 0"),
+        ({"model": {"base_url": BASE_URL, "timeout": 0.0}}, "model.timeout must be > 0"),
+        ({"members": [{"name": "big", "timeout": 0}]}, "members[0].timeout must be > 0"),
+        ({"labels": ["sport", " sport "]}, "labels[0] and labels[1] are both named 'sport'"),
+        ({"labels": ["Tech", "sport", "tech\t"]}, "labels[0] and labels[2] are both named 'tech'"),
+        ({"labels": ["sport", "   "]}, "labels[1].name must be a non-empty string"),
+    ],
+)
+def test_values_that_cannot_work_are_rejected_naming_the_key(tmp_path: Path, kwargs: dict, named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write_task(tmp_path, **kwargs), env={})
+    assert named in str(err.value) and "\n" not in str(err.value)
+
+
+def test_label_names_are_stripped(tmp_path: Path) -> None:
+    task = load_config(
+        write_task(
+            tmp_path, labels=(" sport", "tech ", "\tbusiness\t"), task={"examples": [{"text": "x", "label": "sport "}]}
+        ),
+        env={},
+    )
+    assert task.label_names == ("sport", "tech", "business")
+    assert [e.label for e in task.examples] == ["sport"]
+
+
+def test_a_bad_line_in_the_examples_file_names_file_and_line(tmp_path: Path) -> None:
+    from labeler.errors import InputError
+
+    (tmp_path / "ex.jsonl").write_text('{"text": "Goal!", "label": "sport"}\n{"text": "IPO", "label": \n')
+    with pytest.raises(InputError, match=r"^ex\.jsonl line 2 is not valid JSON") as err:
+        load_config(write_task(tmp_path, task={"examples": "ex.jsonl"}), env={})
+    assert "\n" not in str(err.value)
+    (tmp_path / "ex.jsonl").write_text('{"text": "Goal!", "label": "sport"}\n{"text": "IPO"}\n')
+    with pytest.raises(ConfigError, match=r"task\.examples: ex\.jsonl line 2 must have exactly the keys"):
+        load_config(write_task(tmp_path, task={"examples": "ex.jsonl"}), env={})
+
+
+def test_examples_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    (tmp_path / "ex.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "Goal!", "label": "sport"}\n')
+    task = load_config(write_task(tmp_path, task={"examples": "ex.jsonl"}), env={})
+    assert [(e.text, e.label) for e in task.examples] == [("Goal!", "sport")]

@@ -147,3 +147,89 @@ def test_rows_stream_lazily(tmp_path: Path) -> None:
     assert next(rows).item.id == "1"  # the first row is there before the bad line is read
     with pytest.raises(InputError):
         next(rows)
+
+
+# --- files that are broken in ways a user meets -------------------------------------------------
+def test_a_corrupt_parquet_file_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    garbage = tmp_path / "corpus.parquet"
+    garbage.write_bytes(b"PAR1 this is not parquet at all PAR1")
+    good = _write(tmp_path / "good.parquet", RECORDS * 500)
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for path in (garbage, truncated):
+        with pytest.raises(InputError) as err:
+            list(read_rows(path, id_column="id", text_column="text"))
+        message = str(err.value)
+        assert message.startswith(f"{path.name} is not a readable Parquet file")
+        assert "input.path" in message and "\n" not in message
+
+
+def test_a_byte_order_mark_before_the_first_json_line_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + _write(tmp_path / "x.jsonl", RECORDS[:2]).read_bytes())
+    rows = list(read_rows(path, id_column="id", text_column="text"))
+    assert [r.item.id for r in rows] == ["a1", "a2"]
+
+
+def test_a_csv_line_the_csv_module_rejects_names_the_line(tmp_path: Path) -> None:
+    import csv
+
+    path = tmp_path / "c.csv"
+    path.write_text("id,text\na1,short\na2,a much longer text than the limit\n", encoding="utf-8")
+    old = csv.field_size_limit(20)
+    try:
+        with pytest.raises(InputError, match=r"^c\.csv line 3 cannot be read as CSV .*fix that line"):
+            list(read_rows(path, id_column="id", text_column="text"))
+    finally:
+        csv.field_size_limit(old)
+
+
+# --- read_records: the reader for every other file a user hands us -------------------------------
+def test_read_records_reads_every_format_as_text_with_line_numbers(tmp_path: Path) -> None:
+    from labeler.inputs import read_records
+
+    for suffix in (".csv", ".tsv", ".jsonl", ".parquet"):
+        path = _write(tmp_path / f"h{suffix}", RECORDS)
+        recs = list(read_records(path, what="--human"))
+        assert [r for _, r in recs] == [{k: str(v) for k, v in r.items()} for r in RECORDS], suffix
+        if suffix == ".csv":  # a4's text spans two lines: line numbers are the file's
+            assert [n for n, _ in recs] == [2, 3, 4, 6]
+        if suffix in (".jsonl", ".parquet"):
+            assert [n for n, _ in recs] == [1, 2, 3, 4]
+
+
+def test_read_records_skips_a_bom_and_fills_missing_fields(tmp_path: Path) -> None:
+    from labeler.inputs import read_records
+
+    path = tmp_path / "h.csv"
+    path.write_bytes("\ufeffid,label\nd1,sport\nd2\n".encode())
+    assert list(read_records(path, what="--human")) == [
+        (2, {"id": "d1", "label": "sport"}),
+        (3, {"id": "d2", "label": ""}),
+    ]
+    jl = tmp_path / "h.jsonl"
+    jl.write_bytes(b'\xef\xbb\xbf{"id": "d1", "label": "sport", "n": 3, "x": null}\n')
+    assert list(read_records(jl, what="--human")) == [(1, {"id": "d1", "label": "sport", "n": "3", "x": ""})]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("h.jsonl", '{"id": "d1"}\n\n{"id": "d2",\n', r"^h\.jsonl line 3 is not valid JSON"),
+        ("h.jsonl", '{"id": "d1"}\n["d2"]\n', r"^h\.jsonl line 2 is not a JSON object"),
+        ("h.csv", "id,label\nd1,sport\nd2,sport,extra\n", r"^h\.csv line 3 has more fields than the header"),
+        ("h.xlsx", "x", r"unknown format '\.xlsx'.*fix --human"),
+    ],
+)
+def test_read_records_errors_are_one_line_naming_file_and_line(
+    tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    from labeler.inputs import read_records
+
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=message) as err:
+        list(read_records(path, what="--human"))
+    assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match=r"--human: file .*nope\.csv not found"):
+        list(read_records(tmp_path / "nope.csv", what="--human"))

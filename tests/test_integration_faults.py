@@ -159,3 +159,44 @@ def test_401_aborts_with_one_line_naming_the_key_variable(tmp_path: Path, stub_s
     assert "STUB_API_KEY" in err and "401" in err
     assert len(stub.seen) <= 4, "no request after the first 401s (one per worker)"
     assert {s.action for s in stub.seen} == {"401"}
+
+
+def test_a_server_without_structured_output_stops_the_run_naming_the_fix(
+    tmp_path: Path, stub_server, capsys
+) -> None:
+    stub = stub_server(default="400")
+    config = write_task(tmp_path, base_url=stub.base_url, items=ITEMS, labels=LABELS, model=MODEL, retry=RETRY)
+    run_dir = tmp_path / "runs" / "r"
+
+    code = main(["run", str(config), "--run-dir", str(run_dir), "--quiet"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "rejected 25 items in a row" in err and "response_format is not supported" in err
+    assert 'set model.profile = "plain" in task.toml' in err and f"labeler resume {run_dir}" in err
+    assert 25 <= len(stub.seen) <= 25 + 3, "stopped after 25 rejections (plus the other workers' requests)"
+    assert {s.action for s in stub.seen} == {"400"}
+    assert {r["status"] for r in results(run_dir)} == {"failed"}
+
+
+def test_an_echoed_api_key_is_redacted_in_the_store_and_on_the_terminal(
+    tmp_path: Path, stub_server, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-live-9f8e7d6c5b4a3210ZZ"
+    monkeypatch.setenv("STUB_API_KEY", secret)
+    stub = stub_server(default="400echo", plan={"i00": ["500echo"] * MAX_ATTEMPTS})
+    config = write_task(tmp_path, base_url=stub.base_url, items=ITEMS, labels=LABELS, model=MODEL, retry=RETRY)
+    run_dir = tmp_path / "runs" / "r"
+
+    code = main(["run", str(config), "--run-dir", str(run_dir), "--quiet"])
+
+    out, err = capsys.readouterr()
+    assert code == 2 and "[redacted]" in err
+    assert secret not in out + err
+    rows = results(run_dir)
+    reasons = [r["reason"] for r in rows]
+    assert any("Authorization: Bearer [redacted]" in reason for reason in reasons)
+    assert not [r for r in rows if secret in (r["reason"] or "") or secret in (r["raw"] or "")]
+    dumped = "\n".join((run_dir / "run.sqlite").read_bytes().decode("latin-1").splitlines())
+    assert secret not in dumped

@@ -80,9 +80,60 @@ async def test_fatal_and_other_errors_are_not_retried(sleeps: list[float]) -> No
 
 async def test_retry_after_is_honoured_and_capped(sleeps: list[float]) -> None:
     fn = Flaky(RetryableError("429", status=429, retry_after=3.0), RetryableError("429", retry_after=60.0))
-    _, attempts = await call_with_retry(fn, RetryPolicy(max_attempts=5, initial_wait=0.0, max_wait=5.0))
+    policy = RetryPolicy(max_attempts=5, initial_wait=0.0, max_wait=5.0, max_retry_after=10.0)
+    _, attempts = await call_with_retry(fn, policy)
     assert attempts == 3
-    assert sleeps == [3.0, 5.0]  # backoff is 0 here; retry-after wins, capped at max_wait
+    assert sleeps == [3.0, 10.0]  # backoff is 0 here; retry-after wins, capped at max_retry_after
+
+
+async def test_a_retry_after_longer_than_max_wait_is_waited_in_full() -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # injected: nothing sleeps for real
+        waits.append(seconds)
+
+    fn = Flaky(RetryableError("429", status=429, retry_after=45.0), RetryableError("429", retry_after=1000.0))
+    policy = RetryPolicy()  # max_wait 30 s, max_retry_after 300 s
+    assert (policy.max_wait, policy.max_retry_after) == (30.0, 300.0)
+    _, attempts = await call_with_retry(fn, policy, sleep=sleep)
+    assert attempts == 3
+    assert waits[0] == 45.0  # not cut to max_wait's 30 s
+    assert waits[1] == 300.0  # a server asking for 1000 s gets the documented cap
+
+
+def test_retry_after_as_an_http_date() -> None:
+    from email.utils import formatdate
+
+    from labeler.label.backends import _retry_after
+
+    now = 1_700_000_000.0
+    assert _retry_after({"retry-after": formatdate(now + 45, usegmt=True)}, now=now) == 45.0
+    assert _retry_after({"retry-after": formatdate(now + 45)}, now=now) == 45.0  # "-0000" zone
+    assert _retry_after({"retry-after": formatdate(now - 60, usegmt=True)}, now=now) == 0.0  # past: now
+    assert _retry_after({"retry-after": "soon"}, now=now) is None
+    assert _retry_after({"retry-after": "-3"}, now=now) is None
+    assert _retry_after({"retry-after": "12"}, now=now) == 12.0
+
+
+async def test_an_http_date_retry_after_is_waited_over_the_real_backend() -> None:
+    from email.utils import formatdate
+
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    replies = [
+        httpx2.Response(429, json={"error": {"message": "slow"}}, headers={"retry-after": formatdate(
+            __import__("time").time() + 45, usegmt=True)}),
+        httpx2.Response(200, json=_chat_body("tech")),
+    ]  # fmt: skip
+    backend = _backend(lambda r: replies.pop(0))
+    completion, attempts = await call_with_retry(lambda: backend.complete(REQUEST), RetryPolicy(), sleep=sleep)
+    await backend.aclose()
+    assert attempts == 2 and completion.choices[0].text == "tech"
+    [wait] = waits
+    assert 42.0 <= wait <= 45.0  # the date has whole seconds, and a moment passed since it was written
 
 
 async def test_backoff_is_jittered_exponential_and_capped(sleeps: list[float]) -> None:
@@ -171,7 +222,7 @@ def _status(cls: type[openai.APIStatusError], status: int, headers: dict[str, st
     [
         (_status(openai.RateLimitError, 429, {"retry-after": "3", "x-request-id": "req_1"}), 429, 3.0),
         (_status(openai.RateLimitError, 429, {"retry-after-ms": "1500"}), 429, 1.5),
-        (_status(openai.RateLimitError, 429, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}), 429, None),
+        (_status(openai.RateLimitError, 429, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}), 429, 0.0),
         (_status(openai.InternalServerError, 500), 500, None),
         (_status(openai.InternalServerError, 503, {"retry-after": "1"}), 503, 1.0),
         (_status(openai.APIStatusError, 408), 408, None),
@@ -217,7 +268,13 @@ def test_permanent_errors_are_fatal_and_name_the_fix(cls: type[openai.APIStatusE
 def test_our_own_errors_pass_through() -> None:
     own = FatalError("x", status=401)
     assert translate_error(own) is own
-    assert isinstance(translate_error(RuntimeError("boom")), RetryableError)
+
+
+@pytest.mark.parametrize("bug", [KeyError("messages"), RuntimeError("boom"), TypeError("x"), ValueError("y")])
+def test_other_exceptions_are_bugs_and_are_not_translated(bug: Exception) -> None:
+    with pytest.raises(type(bug)) as err:
+        translate_error(bug)
+    assert err.value is bug
 
 
 # --- the real OpenAIBackend over a MockTransport ------------------------------------------------
@@ -387,3 +444,70 @@ async def test_retry_over_the_real_backend(sleeps: list[float]) -> None:
     await backend.aclose()
     assert attempts == 3 and completion.choices[0].text == "tech" and replies == []
     assert sleeps[:2] == [0.0, 0.25]
+
+
+# --- bugs of ours are not server trouble -----------------------------------------------------
+async def test_a_bug_in_our_request_builder_propagates_and_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    import labeler.label.backends as backends
+
+    def broken(request: Request) -> dict:
+        raise KeyError("top_logprobs")
+
+    monkeypatch.setattr(backends, "request_body", broken)
+    sent = 0
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        nonlocal sent
+        sent += 1
+        return httpx2.Response(200, json=_chat_body())
+
+    backend = _backend(handler)
+    calls = 0
+
+    async def once() -> object:
+        nonlocal calls
+        calls += 1
+        return await backend.complete(REQUEST)
+
+    with pytest.raises(KeyError, match="top_logprobs"):
+        await call_with_retry(once, RetryPolicy(max_attempts=6, initial_wait=0.0))
+    await backend.aclose()
+    assert (calls, sent, sleeps) == (1, 0, [])
+
+
+# --- redaction -----------------------------------------------------------------------------------
+SECRET = "sk-proj-Zq8vR2mN5tK0wXyA"  # the configured key; the stub echoes it
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+async def test_an_echoed_api_key_is_redacted_from_fatal_errors(status: int) -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        auth = request.headers["authorization"]
+        message = f"bad request from {auth} (key {SECRET}); also saw sk-other0123456789"
+        return httpx2.Response(status, json={"error": {"message": message}})
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    backend = OpenAIBackend(base_url=URL, api_key=SECRET, timeout=5.0, http_client=client)
+    with pytest.raises(FatalError) as err:
+        await backend.complete(REQUEST)
+    await backend.aclose()
+    text = str(err.value)
+    assert "[redacted]" in text
+    assert SECRET not in text and "sk-other" not in text and "Zq8vR2mN5tK0wXyA" not in text
+    assert err.value.status == status
+
+
+async def test_an_api_key_in_a_transport_error_is_redacted() -> None:
+    key = "custom-key-without-prefix-42"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError(f"proxy refused {request.url} with token {key}")
+
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    backend = OpenAIBackend(base_url=URL, api_key=key, timeout=5.0, http_client=client)
+    with pytest.raises(RetryableError) as err:
+        await backend.complete(REQUEST)
+    await backend.aclose()
+    assert key not in str(err.value) and "[redacted]" in str(err.value)

@@ -397,3 +397,52 @@ async def test_start_then_resume_a_run(tmp_path: Path, monkeypatch: pytest.Monke
     store = RunStore.open(run_dir)
     assert [r["label"] for r in results(store).values()] == gold
     store.close()
+
+
+async def test_a_server_that_rejects_every_request_stops_the_run(tmp_path: Path) -> None:
+    task = make_task(tmp_path, ["sport"] * 8, model={"concurrency": 1})
+    fake = FakeBackend(lambda r: FatalError("server answered 400: response_format is not supported", status=400))
+    store = open_run(task, tmp_path / "run")
+    cache = Cache(tmp_path / "cache.sqlite")
+    with pytest.raises(FatalError) as err:
+        await label_pending(task, store, cache, {"default": fake}, breaker=3)
+    message = str(err.value)
+    assert "rejected 3 items in a row" in message and "response_format is not supported" in message
+    assert 'set model.profile = "plain" in task.toml' in message and "labeler resume" in message
+    assert "\n" not in message and err.value.status == 400
+    assert fake.calls == 3 and store.status_counts() == {"failed": 3}
+    cache.close()
+    store.close()
+
+
+async def test_item_specific_rejections_with_different_statuses_do_not_stop_the_run(tmp_path: Path) -> None:
+    task = make_task(tmp_path, ["sport"] * 8, model={"concurrency": 1})
+
+    def model(request: Request) -> Reply:
+        n = item_number(request)
+        if n == 5:
+            return "sport"
+        status = 400 if n % 2 else 422
+        return FatalError(f"server answered {status}: item {n} is odd", status=status)
+
+    store = await run(task, tmp_path, {"default": FakeBackend(model)}, breaker=2)
+    assert store.status_counts() == {"failed": 7, "labeled": 1}
+    store.close()
+
+
+async def test_an_undefined_variable_one_item_reaches_names_the_item(tmp_path: Path) -> None:
+    from labeler.errors import TemplateError
+
+    template = "[[user]]\n{% if 'secret' in text %}{{ secret_hint }}{% endif %}{{ text }}\n"
+    rows = [{"id": "a1", "text": "item 1: plain"}, {"id": "b2", "text": "item 2: a secret one"}]
+    write_csv(tmp_path / "items.csv", rows)
+    task = load_config(write_task(tmp_path, template=template, sections={"retry": FAST_RETRY}), env={})
+    store = open_run(task, tmp_path / "run")
+    cache = Cache(tmp_path / "cache.sqlite")
+    fake = FakeBackend(lambda r: json_answer("sport"))
+    with pytest.raises(TemplateError) as err:
+        await label_pending(task, store, cache, {"default": fake})
+    assert "item 'b2' (row 2)" in str(err.value) and "'secret_hint' is undefined" in str(err.value)
+    assert "\n" not in str(err.value)
+    cache.close()
+    store.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -151,6 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"labeler: error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:  # the store translates what it expects; anything else still gets one line
+        if args.debug:
+            raise
+        print(f"labeler: error: the run's database failed ({exc}); retry, or rerun with --debug", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("labeler: interrupted; what was labeled is saved — `labeler resume RUN_DIR` goes on", file=sys.stderr)

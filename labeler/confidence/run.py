@@ -19,25 +19,17 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from labeler.confidence.calibrators import (
-    MIN_ITEMS,
-    CalData,
-    Selection,
-    correctness_log_loss,
-    ece,
-    from_params,
-    select_calibrator,
-)
 from labeler.confidence.ensemble import MemberView, combine_item
 from labeler.config import CONFIDENCE_METHODS, TaskConfig
 from labeler.errors import CalibrationError
 from labeler.humans import read_humans
 from labeler.store import RunStore
 from labeler.store.rows import CombinedRow, StoredCalibrator
+
+if TYPE_CHECKING:  # numpy, scipy and scikit-learn load only when a calibrator is fitted or applied
+    from labeler.confidence.calibrators import CalData, Selection
 
 ENSEMBLE = "ensemble"
 METHODS = (*CONFIDENCE_METHODS, ENSEMBLE)
@@ -102,13 +94,17 @@ def _method_items(store: RunStore, task: TaskConfig, method: str) -> Iterator[tu
         having = {n: MemberView.from_result(r) for n, r in rows.results.items() if method in r.distributions}
         if not having:
             continue
-        c = combine_item(having, labels=labels, method_order=(method,), combine=task.confidence.combine)
-        if c.label is not None:
-            yield rows.id, c.label, _vector(c.distribution, labels)
+        one = combine_item(having, labels=labels, method_order=(method,), combine=task.confidence.combine)
+        if one.label is not None:
+            yield rows.id, one.label, _vector(one.distribution, labels)
 
 
 def method_data(store: RunStore, task: TaskConfig, method: str, human: Mapping[str, str]) -> tuple[list[str], CalData]:
     """The human-labelled items' ids and their CalData for `method`."""
+    import numpy as np
+
+    from labeler.confidence.calibrators import CalData
+
     index = {lab: i for i, lab in enumerate(task.label_names)}
     ids, probs, pred, truth = [], [], [], []
     for item_id, label, vec in _method_items(store, task, method):
@@ -177,6 +173,10 @@ def _persist(store: RunStore, method: str, sel: Selection, ids: Sequence[str]) -
 def apply_calibrator(store: RunStore, task: TaskConfig, stored: StoredCalibrator) -> int:
     """Write the calibrated confidence of every combined item with a label: its out-of-fold value if it has
     one, else the stored calibrator's prediction. Returns the number of items written."""
+    import numpy as np
+
+    from labeler.confidence.calibrators import CalData, from_params
+
     calibrator = from_params(stored.kind, stored.params)
     index = {lab: i for i, lab in enumerate(task.label_names)}
     k = len(index)
@@ -209,10 +209,13 @@ def calibrate_run(
     methods: Sequence[str] | None = None,
     n_splits: int = 5,
     seed: int = 0,
-    min_items: int = MIN_ITEMS,
+    min_items: int | None = None,
 ) -> list[MethodReport]:
     """Combine (if the results changed), then fit, choose, store and (for "ensemble") apply a calibrator
     per method. Default methods: the task's confidence methods and "ensemble"."""
+    from labeler.confidence.calibrators import MIN_ITEMS, correctness_log_loss, ece, select_calibrator
+
+    min_items = MIN_ITEMS if min_items is None else min_items
     if needs_combine(store):
         combine_run(store, task)
     methods = list(methods or (*task.confidence.methods, ENSEMBLE))
@@ -271,6 +274,8 @@ def calibrate_path(
     finally:
         store.close()
     if all(r.skipped for r in reports):
+        from labeler.confidence.calibrators import MIN_ITEMS
+
         raise CalibrationError(
             "nothing was calibrated: add a gold column (input.gold_column) or human reviews for at least "
             f"{MIN_ITEMS} items, with right and wrong model answers among them"

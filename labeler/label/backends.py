@@ -2,13 +2,21 @@
 
 A backend has one method, `complete(request) -> Completion`. SDK errors are translated here, once,
 into RetryableError (429 with its retry-after, 5xx, timeouts, dropped connections, garbled bodies)
-or FatalError (everything that retrying will not fix). The SDK's own retries are off
-(`max_retries=0`): `labeler.label.retry` is the only retry layer.
+or FatalError (everything that retrying will not fix). Only the SDK's and the transport's exceptions
+are translated: anything else is a bug in labeler and propagates unchanged. Every message is
+redacted on the way (the configured API key, `Bearer ...` and `sk-...` tokens become `[redacted]`),
+so what is stored in a run and printed on the terminal never carries a key a server echoed back.
+The SDK's own retries are off (`max_retries=0`): `labeler.label.retry` is the only retry layer.
 """
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
+import re
+import time
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,7 +34,10 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _retry_after(headers: Any) -> float | None:
+def _retry_after(headers: Any, *, now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait: `retry-after-ms`, or `retry-after` as seconds or as an
+    HTTP date (RFC 9110; a date in the past means now). None if absent or unreadable. The retry layer
+    caps it (RetryPolicy.max_retry_after)."""
     if headers is None:
         return None
     for name in ("retry-after-ms", "retry-after"):
@@ -36,9 +47,33 @@ def _retry_after(headers: Any) -> float | None:
         try:
             secs = float(value)
         except ValueError:
-            return None  # an HTTP date: fall back to our own backoff
+            if name.endswith("-ms"):
+                return None
+            try:
+                when = email.utils.parsedate_to_datetime(str(value))
+            except (TypeError, ValueError, IndexError):
+                return None
+            if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+                when = when.replace(tzinfo=datetime.UTC)
+            return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        if secs != secs or secs < 0:  # NaN or negative: ignore
+            return None
         return secs / 1000.0 if name.endswith("-ms") else secs
     return None
+
+
+_TOKENS = re.compile(r"(?i:bearer)\s+[^\s\"',;]+|sk-[A-Za-z0-9_-]{8,}")
+REDACTED = "[redacted]"
+_NO_KEY = "not-needed"  # what Endpoint.api_key() sends when the variable is unset: no secret
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` without the given secrets (each at least 4 characters) and without anything shaped
+    like a bearer token or an `sk-...` key."""
+    for secret in secrets:
+        if secret and len(secret) >= 4 and secret != _NO_KEY:
+            text = text.replace(secret, REDACTED)
+    return _TOKENS.sub(lambda m: "Bearer " + REDACTED if m.group(0)[:1] in "bB" else REDACTED, text)
 
 
 _FIXES = {
@@ -50,14 +85,34 @@ _FIXES = {
 }
 
 
-def translate_error(exc: BaseException) -> BackendError:
-    """Map an exception from the openai SDK (or the transport under it) to our tree."""
+# What translate_error translates: the SDK's errors, the transport's, and a body that is not JSON
+# (or not text). Anything else raised while asking is a bug of ours and propagates.
+TRANSLATED: tuple[type[BaseException], ...] = (
+    BackendError,
+    openai.APIError,
+    httpx2.HTTPError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+)
+
+
+def translate_error(exc: BaseException, *, secrets: Iterable[str] = ()) -> BackendError:
+    """Map an exception from the openai SDK (or the transport under it) to our tree, its message
+    redacted (`secrets`: the configured API key). Any other exception is re-raised unchanged: a bug
+    must not become a retried request or a failed item."""
+    if not isinstance(exc, TRANSLATED):
+        raise exc
     if isinstance(exc, BackendError):
         return exc
-    if isinstance(exc, openai.APITimeoutError):
+    secrets = tuple(secrets)
+
+    def clean(s: object) -> str:
+        return _short(redact(str(s), secrets))
+
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return RetryableError("request timed out")
     if isinstance(exc, openai.APIConnectionError):
-        return RetryableError(f"connection failed: {exc.__cause__ or exc}")
+        return RetryableError(f"connection failed: {clean(exc.__cause__ or exc)}")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         rid = exc.request_id
@@ -69,12 +124,12 @@ def translate_error(exc: BaseException) -> BackendError:
                 retry_after=_retry_after(exc.response.headers),
             )
         fix = _FIXES.get(status, "see the server's message")
-        return FatalError(f"server answered {status}: {_short(exc.message)}; {fix}", status=status, request_id=rid)
-    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | ValueError | KeyError):
-        return RetryableError(f"garbled response: {_short(str(exc))}")
-    if isinstance(exc, openai.APIError):
-        return RetryableError(f"API error: {_short(str(exc))}")
-    return RetryableError(f"{type(exc).__name__}: {_short(str(exc))}")
+        return FatalError(f"server answered {status}: {clean(exc.message)}; {fix}", status=status, request_id=rid)
+    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | UnicodeDecodeError):
+        return RetryableError(f"garbled response: {clean(exc)}")
+    if isinstance(exc, httpx2.HTTPError):
+        return RetryableError(f"connection failed: {clean(exc)}")
+    return RetryableError(f"API error: {clean(exc)}")
 
 
 def _short(s: str, n: int = 200) -> str:
@@ -157,6 +212,7 @@ class OpenAIBackend:
         timeout: float,
         http_client: Any = None,
     ) -> None:
+        self._secrets = (api_key,)  # redacted from every error message
         kwargs: dict[str, Any] = {"base_url": base_url, "api_key": api_key, "timeout": timeout, "max_retries": 0}
         if http_client is not None:
             kwargs["http_client"] = http_client
@@ -167,11 +223,12 @@ class OpenAIBackend:
         # wire format and the answer is read as JSON, which skips the SDK's per-request walk over typed
         # params and its pydantic models (together as much client CPU as the rest of labeler). Auth,
         # timeouts, connection handling and the status-error classes are still the SDK's.
+        body = request_body(request)  # our own code: its errors are bugs, not server trouble
         try:
-            resp = await self.client.post("/chat/completions", body=request_body(request), cast_to=httpx2.Response)
+            resp = await self.client.post("/chat/completions", body=body, cast_to=httpx2.Response)
             data = resp.json()
-        except Exception as exc:
-            raise translate_error(exc) from exc
+        except TRANSLATED as exc:
+            raise translate_error(exc, secrets=self._secrets) from exc
         completion = parse_response(data, request)
         rid = resp.headers.get("x-request-id")
         return completion if rid is None else replace(completion, request_id=rid)

@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import os
 import platform
+import shutil
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from labeler import __version__
-from labeler.confidence.ensemble import combine_run
+from labeler.confidence.run import combine_run
 from labeler.config import LOCAL, TaskConfig
 from labeler.errors import RunStoreError
 from labeler.inputs import read_rows
@@ -26,6 +27,7 @@ from labeler.label.profiles import profile_for
 from labeler.label.progress import Progress
 from labeler.label.prompts import RequestBuilder
 from labeler.label.runner import RunSummary, label_pending
+from labeler.runlock import RunLock
 from labeler.store import Cache, RunStore
 
 
@@ -188,13 +190,37 @@ async def start_run(
     rows = read_rows(input_path, id_column=task.id_column, text_column=task.text_column, gold_column=task.gold_column)
     first = next(rows)  # reads and checks the header before anything is written
     manifest = build_manifest(task, input_path, run_dir.name)
-    store = RunStore.create(run_dir, manifest)
-    try:
-        store.ingest(itertools.chain([first], rows), members=[m.name for m in task.members])
-        summary = await _label(task, store, limit=limit, retry_failed=False, show_progress=show_progress)
-    finally:
-        store.close()
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):  # one labeling process per run directory
+        try:
+            store = RunStore.create(run_dir, manifest)
+            try:
+                store.ingest(itertools.chain([first], rows), members=[m.name for m in task.members])
+            except BaseException:
+                store.close()
+                raise
+        except Exception:  # bad input (or an unwritable folder): leave no half-made run behind
+            _discard_run_dir(run_dir, created=created)
+            raise
+        try:
+            summary = await _label(task, store, limit=limit, retry_failed=False, show_progress=show_progress)
+        finally:
+            store.close()
     return run_dir, summary
+
+
+_RUN_FILES = ("manifest.json", "manifest.json.tmp", "run.sqlite", "run.sqlite-wal", "run.sqlite-shm", ".lock")
+
+
+def _discard_run_dir(run_dir: Path, *, created: bool) -> None:
+    """Undo what start_run made: the whole directory if it created it, else only its own files."""
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in _RUN_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / name).unlink()
 
 
 def load_run_task(store: RunStore) -> TaskConfig:
@@ -214,17 +240,37 @@ def load_run_task(store: RunStore) -> TaskConfig:
 async def resume_run(
     run_dir: Path, *, limit: int | None = None, retry_failed: bool = True, show_progress: bool = True
 ) -> RunSummary:
-    store = RunStore.open(run_dir)
-    try:
-        task = load_run_task(store)
-        if store.get_meta("ingested") != "1":  # killed while ingesting: the transaction rolled back
-            input_path = Path(store.manifest["input"]["path"])
-            store.ingest(
-                read_rows(
-                    input_path, id_column=task.id_column, text_column=task.text_column, gold_column=task.gold_column
-                ),
-                members=[m.name for m in task.members],
-            )
-        return await _label(task, store, limit=limit, retry_failed=retry_failed, show_progress=show_progress)
-    finally:
-        store.close()
+    if not (run_dir / "manifest.json").exists():
+        RunStore.open(run_dir)  # raises the one-line "not a run directory" error
+    with RunLock(run_dir):  # one labeling process per run directory
+        store = RunStore.open(run_dir)
+        try:
+            task = load_run_task(store)
+            if store.get_meta("ingested") != "1":  # killed while ingesting: the transaction rolled back
+                input_path = _unchanged_input(store)
+                store.ingest(
+                    read_rows(
+                        input_path, id_column=task.id_column, text_column=task.text_column, gold_column=task.gold_column
+                    ),
+                    members=[m.name for m in task.members],
+                )
+            return await _label(task, store, limit=limit, retry_failed=retry_failed, show_progress=show_progress)
+        finally:
+            store.close()
+
+
+def _unchanged_input(store: RunStore) -> Path:
+    """The run's input file, checked against the sha256 the manifest recorded when the run started."""
+    recorded = store.manifest["input"]
+    path = Path(recorded["path"])
+    if not path.is_file():
+        raise RunStoreError(
+            f"the input {path} of {store.run_dir.name} is gone and the run holds no corpus yet; restore the file "
+            "(manifest.json names it) or start a new run"
+        )
+    if _file_sha256(path) != recorded.get("sha256"):
+        raise RunStoreError(
+            f"the input {path} changed since {store.run_dir.name} started (its sha256 differs from the manifest's); "
+            "restore the original file or start a new run with `labeler run`"
+        )
+    return path

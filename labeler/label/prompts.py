@@ -5,6 +5,11 @@ to text; lines `[[system]]`, `[[user]]` and `[[assistant]]` start messages (few-
 written as user/assistant pairs). A template without markers is one user message: a completion-style
 prompt for a base model, sent to a server whose chat template only concatenates contents.
 
+Only markers written in the template source start messages. They are swapped for a per-process
+random sentinel before compiling, and the rendered text is split on the sentinel alone, so a
+`[[user]]` line inside a variable (an item's text, an example, a label description, the
+instructions) stays plain text in its message and cannot open a new turn.
+
 Variables: task (name), instructions, labels (name, description), label_names, examples (text,
 label), text, answer ("json" or "label"), verbalized (bool: ask for a confidence in the JSON).
 """
@@ -15,6 +20,7 @@ import functools
 import hashlib
 import json
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,14 @@ from labeler.errors import TemplateError
 from labeler.label.profiles import ModelProfile, profile_for
 from labeler.types import Message, Request
 
-_MARKER = re.compile(r"^\[\[(system|user|assistant)\]\]\s*$", re.MULTILINE)
+_ROLES = "system|user|assistant"
+_MARKER = re.compile(rf"^\[\[({_ROLES})\]\]\s*$", re.MULTILINE)
+_SOURCE_MARKER = re.compile(rf"\[\[({_ROLES})\]\]")
+# What a source marker becomes before compiling: no variable's value can contain it (the nonce is
+# random per process and never leaves it), so splitting on it splits on the template's markers only.
+_SENTINEL = f"\ue000{secrets.token_hex(12)}:"
+_SENTINEL_ANY = re.compile(rf"{_SENTINEL}({_ROLES})\ue001")
+_SENTINEL_LINE = re.compile(rf"^{_SENTINEL}({_ROLES})\ue001\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -62,14 +75,15 @@ def load_template(path: Path) -> Template:
 @functools.lru_cache(maxsize=32)
 def _compile(path: Path, source: str) -> Template:
     try:
-        compiled = _ENV.from_string(source)
+        compiled = _ENV.from_string(_SOURCE_MARKER.sub(lambda m: f"{_SENTINEL}{m.group(1)}\ue001", source))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"{path.name} line {exc.lineno}: {exc.message}; fix the template") from None
     return Template(path=path, source=source, compiled=compiled)
 
 
-def split_messages(rendered: str) -> tuple[Message, ...]:
-    parts = _MARKER.split(rendered)
+def split_messages(rendered: str, *, marker: re.Pattern[str] = _MARKER) -> tuple[Message, ...]:
+    """Messages from text whose lines `marker` (by default a `[[role]]` line) start them."""
+    parts = marker.split(rendered)
     if len(parts) == 1:
         return (Message("user", rendered.strip()),)
     if parts[0].strip():
@@ -78,6 +92,14 @@ def split_messages(rendered: str) -> tuple[Message, ...]:
     for role, content in zip(parts[1::2], parts[2::2], strict=True):
         msgs.append(Message(role, content.strip()))  # type: ignore[arg-type]
     return tuple(msgs)
+
+
+def _split_rendered(rendered: str) -> tuple[Message, ...]:
+    """Split on the template's own markers (sentinels); one that is not alone on its line is text again."""
+    msgs = split_messages(rendered, marker=_SENTINEL_LINE)
+    if not any(_SENTINEL in m.content for m in msgs):
+        return msgs
+    return tuple(Message(m.role, _SENTINEL_ANY.sub(r"[[\1]]", m.content)) for m in msgs)
 
 
 def answer_format(task: TaskConfig, profile: ModelProfile) -> str:
@@ -106,7 +128,7 @@ def render(template: Template, variables: dict[str, Any]) -> tuple[Message, ...]
         raise TemplateError(f"{template.path.name}: {exc}; fix the template") from None
     except Exception as exc:  # Python errors raised inside an expression, e.g. {{ 1 / 0 }} or {{ "x" + 1 }}
         raise TemplateError(f"{template.path.name}: {type(exc).__name__}: {exc}; fix the template") from None
-    return split_messages(rendered)
+    return _split_rendered(rendered)
 
 
 def _gbnf_literal(s: str) -> str:

@@ -1,7 +1,8 @@
 """The one retry layer, and the limits on how fast we ask.
 
 `call_with_retry` retries RetryableError only, with jittered exponential backoff capped at
-`max_wait`, honouring a server's retry-after when it is longer. Everything else propagates at once.
+`max_wait`, honouring a server's retry-after (seconds or HTTP date, read by the backend) when it is
+longer, up to its own cap `max_retry_after` (300 s by default). Everything else propagates at once.
 `Limiter` bounds requests in flight (a semaphore) and requests and tokens per minute (two token
 buckets refilled continuously).
 """
@@ -24,7 +25,8 @@ T = TypeVar("T")
 
 
 class _WaitRetryAfter:
-    """Jittered exponential backoff, but never shorter than the server's retry-after (capped)."""
+    """Jittered exponential backoff, but never shorter than the server's retry-after, which is
+    capped at `policy.max_retry_after` (not at `max_wait`: that caps only our own backoff)."""
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
@@ -34,7 +36,7 @@ class _WaitRetryAfter:
         wait = self.backoff(state)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
-            wait = max(wait, min(exc.retry_after, self.policy.max_wait))
+            wait = max(wait, min(exc.retry_after, self.policy.max_retry_after))
         return float(wait)
 
 
@@ -43,8 +45,10 @@ async def call_with_retry(
     policy: RetryPolicy,
     *,
     on_retry: Callable[[RetryableError, int], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> tuple[T, int]:
     """Run `fn` until it succeeds or a non-retryable error or the attempt cap. Returns (result, attempts).
+    `sleep` (default asyncio.sleep) waits between attempts; tests pass one that records the waits.
 
     The first attempt runs outside tenacity: most calls succeed at once, and setting tenacity up costs
     as much as parsing an answer. A first failure is replayed as tenacity's attempt 1, so the waits,
@@ -69,6 +73,7 @@ async def call_with_retry(
         wait=_WaitRetryAfter(policy),
         before_sleep=before_sleep,
         reraise=True,
+        sleep=asyncio.sleep if sleep is None else sleep,  # looked up now: tests may patch asyncio.sleep
     )
     attempts = 0
     async for attempt in retrying:

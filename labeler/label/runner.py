@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, replace
 
 from labeler.confidence.distributions import pick_confidence, verbalized_dist, vote_dist
 from labeler.config import Member, TaskConfig
-from labeler.errors import BackendError, FatalError, LabelerError, RetryableError
+from labeler.errors import BackendError, FatalError, LabelerError, RetryableError, TemplateError
 from labeler.label import tokens
 from labeler.label.backends import Backend
 from labeler.label.parse import parse_choice
+from labeler.label.profiles import profile_for
 from labeler.label.progress import Progress
 from labeler.label.prompts import RequestBuilder, answer_format
 from labeler.label.retry import Limiter, call_with_retry
@@ -48,6 +49,9 @@ class MemberWorker:
     builder: RequestBuilder = field(init=False)
     limiter: Limiter = field(init=False)
     consecutive_failures: int = 0
+    # items in a row that the server rejected outright with the same status (400, 422, ...), and it
+    consecutive_fatal: int = 0
+    last_fatal: FatalError | None = None
 
     def __post_init__(self) -> None:
         ep = self.member.endpoint
@@ -133,7 +137,11 @@ class MemberWorker:
         spend = Spend()
         base = ItemResult(item_id=item.id, member=self.member.name, status="failed", model=ep.model)
         try:
-            answer, key = await self._ask(self.builder.build(text), spend)
+            try:
+                request = self.builder.build(text)
+            except TemplateError as exc:  # a branch of the template only this item's text reaches
+                raise TemplateError(f"item {item.id!r} (row {item.row}): {exc}") from None
+            answer, key = await self._ask(request, spend)
             dists: dict[str, Mapping[str, float]] = {}
             methods = self.task.confidence.methods
             if answer.label is not None:
@@ -155,11 +163,16 @@ class MemberWorker:
                 ) from exc
             if exc.status in ABORT_STATUSES:
                 raise
+            same = self.last_fatal is not None and self.last_fatal.status == exc.status
+            self.consecutive_fatal = self.consecutive_fatal + 1 if same else 1
+            self.last_fatal = exc
             return self._done(replace(base, reason=str(exc)), spend)
         except RetryableError as exc:
+            self.consecutive_fatal, self.last_fatal = 0, None
             return self._done(
                 replace(base, reason=f"gave up after {self.task.retry.max_attempts} attempts: {exc}"), spend
             )
+        self.consecutive_fatal, self.last_fatal = 0, None
         if answer.label is None:
             return self._done(replace(base, reason=answer.error, raw=answer.raw), spend)
         result = replace(
@@ -237,6 +250,8 @@ async def label_pending(
                     store.set_flags(item.id, (*item.flags, "truncated"))
                 if progress is not None:
                     progress.update(status=result.status, cost=result.cost, cached=result.cached)
+                if worker.consecutive_fatal >= breaker and worker.last_fatal is not None:
+                    raise _rejected_everything(task, member, worker.consecutive_fatal, worker.last_fatal, store)
                 if result.status == "failed" and result.reason and result.reason.startswith("gave up"):
                     worker.consecutive_failures += 1
                     if worker.consecutive_failures >= breaker:
@@ -260,6 +275,21 @@ async def label_pending(
     finally:  # results are group-committed: whatever happened, commit what was answered
         store.flush()
         cache.flush()
+
+
+def _rejected_everything(task: TaskConfig, member: Member, n: int, last: FatalError, store: RunStore) -> FatalError:
+    """The one-line error for a server that answers every request with the same 4xx."""
+    ep = member.endpoint
+    fix = "fix what the server's message names"
+    if last.status in (400, 422) and profile_for(ep).structured != "none":
+        where = "model.profile" if member.name == "default" else f"profile of member {member.name!r}"
+        fix = f'if it does not support structured output, set {where} = "plain" in {task.path.name}'
+    return FatalError(
+        f"{ep.base_url} rejected {n} items in a row ({str(last).split('; ', 1)[0]}); {fix}, "
+        f"then `labeler resume {store.run_dir}`",
+        status=last.status,
+        request_id=last.request_id,
+    )
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

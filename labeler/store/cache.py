@@ -1,11 +1,16 @@
-"""The response cache shared by all runs under one runs root (`<runs root>/cache.sqlite`)."""
+"""The response cache shared by all runs under one runs root (`<runs root>/cache.sqlite`).
+
+Several runs may use it at once, from several processes: puts are buffered and committed in short
+transactions (GroupCommit), so no process holds the write lock across an await, and one that has
+to wait for another waits for one short commit. A put is visible to this process's `get` at once.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from labeler.store.db import GroupCommit, connect
+from labeler.store.db import GroupCommit, connect, sqlite_errors
 from labeler.types import Completion
 
 
@@ -16,24 +21,34 @@ class Cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.conn = connect(path)
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, completion TEXT NOT NULL, created REAL)"
-        )
-        self.writes = GroupCommit(self.conn)
+        with sqlite_errors(path):
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, completion TEXT NOT NULL, created REAL)"
+            )
+        self._unflushed: dict[str, str] = {}  # puts not committed yet, so a get sees them
+        self.writes = GroupCommit(self.conn, on_commit=self._unflushed.clear)
 
     def get(self, key: str) -> Completion | None:
-        row = self.conn.execute("SELECT completion FROM cache WHERE key = ?", (key,)).fetchone()
-        return None if row is None else Completion.from_json(row[0])
+        blob = self._unflushed.get(key)
+        if blob is None:
+            with sqlite_errors(self.path):
+                row = self.conn.execute("SELECT completion FROM cache WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            blob = row[0]
+        return Completion.from_json(blob)
 
     def put(self, key: str, completion: Completion) -> None:
-        self.writes.execute(
-            "INSERT OR REPLACE INTO cache (key, completion, created) VALUES (?, ?, ?)",
-            (key, completion.to_json(), time.time()),
-        )
+        blob = completion.to_json()
+        self._unflushed[key] = blob
+        sql = "INSERT OR REPLACE INTO cache (key, completion, created) VALUES (?, ?, ?)"
+        self.writes.execute(sql, (key, blob, time.time()))
 
     def flush(self) -> None:
         self.writes.flush()
 
     def close(self) -> None:
-        self.writes.flush()
-        self.conn.close()
+        try:
+            self.writes.flush()
+        finally:
+            self.conn.close()

@@ -113,3 +113,21 @@ class ReviewTables(Tables):
     def reviewers_done(self, reviewer: str) -> set[str]:
         """The items `reviewer` has answered."""
         return {r[0] for r in self.conn.execute("SELECT item_id FROM reviews WHERE reviewer = ?", (reviewer,))}
+
+    def sync_reviews(self, put: Iterable[Review], remove: Iterable[tuple[str, str]]) -> tuple[int, int]:
+        """Insert or replace the `put` reviews and delete those of the `remove` (item id, reviewer) pairs, in
+        one transaction: an import is stored whole or not at all. Returns (written, removed)."""
+        now = time.time()
+        rows = [
+            (r.item_id, r.reviewer, r.label, r.correction_reason, r.note, r.source, now, int(r.adjudication))
+            for r in put
+        ]
+        keys = list(remove)
+        with self.transaction():
+            self.conn.executemany("DELETE FROM reviews WHERE item_id = ? AND reviewer = ?", keys)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO reviews (item_id, reviewer, label, correction_reason, note, source,"
+                " imported_at, adjudication) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows), len(keys)

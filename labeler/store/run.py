@@ -39,6 +39,7 @@ from labeler.store.decode import item_rows as decode_item_rows
 from labeler.store.review_tables import ReviewTables
 from labeler.store.rows import (
     ItemRows,
+    Review,
 )
 from labeler.types import Item, ItemResult
 
@@ -315,3 +316,8 @@ class RunStore(ConfidenceTables, ReviewTables):
                 break
         if current:
             yield decode_item_rows(current)
+
+
+def sync_reviews(store: RunStore, put: Iterable[Review], remove: Iterable[tuple[str, str]]) -> tuple[int, int]:
+    """`RunStore.sync_reviews` as a function (the review importer calls it so)."""
+    return store.sync_reviews(put, remove)
