@@ -20,8 +20,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from labeler.review.importer import import_reviews
+from labeler.review.merge import final_rows
+from labeler.review.queue_export import export_queue
 from labeler.review.router import route_run
-from labeler.review.tools import export_queue, final_rows, import_reviews
 from labeler.store import RunStore
 
 
@@ -56,9 +58,8 @@ def main() -> None:
     run = tmp / a.run_dir.name
     shutil.copytree(a.run_dir, run, ignore=shutil.ignore_patterns("report"))
     store = RunStore.open(run)
-    for table in ("queue", "reviews", "audit_strata"):
-        store.conn.execute(f"DROP TABLE IF EXISTS {table}")
-    gold = {r["id"]: r["gold"] for r in store.conn.execute("SELECT id, gold FROM items")}
+    store.clear_reviews_and_queue()
+    gold = store.hold_out_gold()  # the corpus's human labels are the held truth, not reviews: take them out
     labels = list(store.task().label_names)
     store.close()
 
@@ -73,6 +74,7 @@ def main() -> None:
     rows = list(final_rows(store))
     store.close()
     reasons = Counter(x for r in rows for x in json.loads(r["routing_reasons"]))
+    rows = [r for r in rows if r["id"] in gold]
     n = len(rows)
     llm_acc = sum(r["llm_label"] == gold[r["id"]] for r in rows) / n
     final_acc = sum(r["label"] == gold[r["id"]] for r in rows) / n

@@ -12,6 +12,7 @@ from scipy import stats
 from sklearn import metrics as skm
 
 from labeler.evaluate import metrics as M
+from labeler.humans import decide
 
 LABELS = ("major", "middle", "minor")
 PRIOR = np.array([0.6, 0.3, 0.1])
@@ -315,9 +316,110 @@ def test_cost_scenarios() -> None:
     assert by["LLM + review"]["cost_per_accuracy_point"] == pytest.approx(12.0 / 90)
 
 
-def test_reference_label_majority_then_gold_then_label_order() -> None:
-    labels = ("business", "sport", "tech")
-    assert M.reference_label({}, labels=labels) is None
-    assert M.reference_label({"r1": "tech", "r2": "tech", "gold": "sport"}, labels=labels) == "tech"  # majority
-    assert M.reference_label({"r1": "tech", "gold": "sport"}, labels=labels) == "sport"  # tie: gold
-    assert M.reference_label({"r1": "tech", "r2": "business"}, labels=labels) == "business"  # tie: label order
+def test_reference_label_majority_then_gold_then_earliest_answer() -> None:
+    """The evaluation reference is labeler.humans' rule (the final dataset's too)."""
+    assert decide({}).label is None
+    assert decide({"r1": "tech", "r2": "tech", "gold": "sport"}).label == "tech"  # majority
+    assert decide({"r1": "tech", "gold": "sport"}).label == "sport"  # tie: gold
+    assert decide({"r1": "tech", "r2": "business"}).label == "tech"  # tie: the earliest answer
+
+
+def _ece_by_definition(conf: np.ndarray, correct: np.ndarray, bins: int) -> float:
+    """Σ_b |B_b|/n · |acc(B_b) − conf(B_b)| with a loop over equal-width bins, 1.0 in the last."""
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            total += m.sum() / len(conf) * abs(correct[m].mean() - conf[m].mean())
+    return total
+
+
+def test_one_ece_for_calibration_and_evaluation() -> None:
+    from labeler.confidence.reliability import ece, reliability_bins
+
+    rng = np.random.default_rng(12)
+    conf = rng.uniform(0, 1, 500)
+    conf[:5] = [0.0, 1.0, 0.1, 0.3, 0.7]  # bin edges: 1.0 falls in the last bin
+    correct = rng.random(500) < conf
+    assert ece(conf, correct) == pytest.approx(_ece_by_definition(conf, correct, 10))
+    assert ece(conf, correct, bins=15) == pytest.approx(_ece_by_definition(conf, correct, 15))
+    assert ece([], []) == 0.0
+    cal = M.calibration(["a"] * 500, np.where(correct, "a", "b").tolist(), confidence=conf, labels=("a", "b"))
+    assert cal.ece.value == pytest.approx(ece(conf, correct))
+    # weights: integer weights are repeated items; (B, n) weights give B values at once
+    w = rng.integers(0, 4, size=(3, 500)).astype(float)
+    many = ece(conf, correct, weights=w)
+    for b in range(3):
+        rep = np.repeat(np.arange(500), w[b].astype(int))
+        assert many[b] == pytest.approx(ece(conf[rep], correct[rep]))
+    bins = reliability_bins(conf, correct)
+    assert sum(b.count for b in bins) == 500 and bins[-1].high == 1.0
+
+
+def test_wilson_interval_matches_scipy_at_integer_n() -> None:
+    for k, n in [(0, 15), (3, 15), (15, 15), (7, 30), (29, 30), (40, 75)]:
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert M.wilson_interval(k / n, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
+
+
+def test_krippendorff_alpha_matches_the_krippendorff_package() -> None:
+    kd = pytest.importorskip("krippendorff")
+    rng = np.random.default_rng(9)
+    data = rng.integers(0, 4, size=(3, 200)).astype(float)
+    data[:, :120] = data[0, :120]  # some agreement
+    data[2, rng.random(200) < 0.4] = np.nan
+    units = [[str(int(x)) for x in data[:, u] if not np.isnan(x)] for u in range(200)]
+    ours = M.krippendorff_alpha(units, labels=("0", "1", "2", "3"), n_boot=10).value
+    theirs = kd.alpha(reliability_data=data, level_of_measurement="nominal", value_domain=[0, 1, 2, 3])
+    assert ours == pytest.approx(theirs)
+
+
+def test_a_small_audit_that_saw_no_error_still_has_real_intervals() -> None:
+    # the issue's case: 15 audit items, 3 per stratum, strata = the LLM's labels; every audited item agrees
+    labels = ("a", "b", "c", "d", "e")
+    populations = dict.fromkeys(labels, 300)
+    strata = [lab for lab in labels for _ in range(3)]
+    pred_all = [lab for lab in labels for _ in range(300)]
+    prev = M.ppi_prevalence(pred_all, strata, strata, audit_strata=strata, populations=populations, labels=labels)
+    for p in prev:
+        assert p.classical.value == pytest.approx(0.2)
+        assert p.classical.low < 0.12 and p.classical.high > 0.3  # 3 items per stratum say little
+        # one LLM label per stratum: the prediction-powered estimate is the stratified one
+        assert (p.ppi.value, p.ppi.low, p.ppi.high) == pytest.approx(
+            (p.classical.value, p.classical.low, p.classical.high)
+        )
+    acc, n_eff = M.stratified_proportion([1] * 15, strata, populations=populations)
+    assert acc.value == 1.0 and acc.low < 0.85 and n_eff == pytest.approx(15)
+
+
+def test_sample_sizes_from_a_pilot_without_errors_are_not_one_item() -> None:
+    # a pilot of 15 audited items, all right: plan at the lower end of the Wilson interval, not at p = 1
+    assert M.audit_size_for_accuracy(expected_accuracy=1.0, half_width=0.05) > 1  # p(1 − p) = 0: plan p = 1/2
+    lo = M.wilson_interval(1.0, 15)[0]
+    assert M.conservative_share(1.0, 15) == pytest.approx(lo)
+    assert M.audit_size_for_accuracy(expected_accuracy=1.0, half_width=0.05, pilot_n=15) == math.ceil(
+        stats.norm.ppf(0.975) ** 2 * lo * (1 - lo) / 0.05**2 - 1e-9
+    )
+    assert M.conservative_share(0.6, 15) == 0.5  # the interval holds 1/2
+    # no disagreement seen on 15 items: plan with the upper end of its interval, not with 0
+    n = M.audit_size_for_prevalence(prevalence=0.2, half_width=0.02, disagreement_rate=0.0, pilot_n=15)
+    assert n > 1000
+    assert M.audit_size_for_prevalence(prevalence=0.2, half_width=0.02, disagreement_rate=0.0) > 1
+
+
+def test_human_band_item_weights_count_as_repeated_items() -> None:
+    rng = np.random.default_rng(21)
+    truth = rng.choice(3, size=80, p=PRIOR)
+    humans = [
+        dict(zip(("h1", "h2"), labs, strict=True))
+        for labs in zip(*(_annotate(truth, 0.8, rng) for _ in range(2)), strict=True)
+    ]
+    llm = _annotate(truth, 0.7, rng)
+    w = rng.integers(1, 4, size=80)
+    weighted = M.human_band(humans, llm, weights=w.astype(float), n_boot=20)
+    rep = np.repeat(np.arange(80), w)
+    repeated = M.human_band([humans[i] for i in rep], [llm[i] for i in rep], n_boot=20)
+    assert weighted is not None and repeated is not None
+    for f in ("human_loo", "llm_vs_others", "difference", "llm_vs_majority"):
+        assert getattr(weighted, f).value == pytest.approx(getattr(repeated, f).value)

@@ -16,23 +16,18 @@ from fakes import write_task
 
 from labeler.cli.humans import register
 from labeler.config import load_config
+from labeler.errors import ReviewError
+from labeler.humans import decide
 from labeler.inputs import Row
+from labeler.review.agreement import agreement
+from labeler.review.importer import import_reviews
+from labeler.review.merge import final_rows, merge_run
+from labeler.review.promote import promote
+from labeler.review.queue_export import export_queue
 from labeler.review.router import route_run
-from labeler.review.tools import (
-    QueueEntry,
-    Review,
-    ReviewError,
-    agreement,
-    export_queue,
-    final_rows,
-    import_reviews,
-    merge_labels,
-    merge_run,
-    promote,
-    read_queue,
-)
 from labeler.review.tui import review_loop, run_tui
 from labeler.store import RunStore
+from labeler.store.rows import QueueEntry, Review
 from labeler.types import Item, ItemResult
 
 LABELS = ("business", "sport", "tech")
@@ -48,8 +43,9 @@ def wrong(label: str) -> str:
     return LABELS[(LABELS.index(label) + 1) % 3]
 
 
-def make_run(root: Path) -> tuple[Path, dict[str, str]]:
-    """90 items; the LLM is wrong (confidence 0.3) on every 6th item and right (0.70..0.99) on the rest."""
+def make_run(root: Path, *, gold: bool = False) -> tuple[Path, dict[str, str]]:
+    """90 items; the LLM is wrong (confidence 0.3) on every 6th item and right (0.70..0.99) on the rest.
+    With `gold` the input's gold column holds the truth (a vote in the final dataset: labeler.humans)."""
     (root / "task").mkdir(parents=True)
     (root / "task" / "examples.jsonl").write_text('{"text": "shares fell", "label": "business"}\n', encoding="utf-8")
     cfg = write_task(
@@ -70,7 +66,10 @@ def make_run(root: Path) -> tuple[Path, dict[str, str]]:
     store = RunStore.create(run_dir, manifest)
     truth = {f"i{k:02d}": truth_of(k) for k in range(N)}
     store.ingest(
-        [Row(Item(i, f"text {i} about {t}", n + 1), gold=t) for n, (i, t) in enumerate(truth.items())],
+        [
+            Row(Item(i, f"text {i} about {t}", n + 1), gold=t if gold else None)
+            for n, (i, t) in enumerate(truth.items())
+        ],
         members=["default"],
     )
     for k, (i, t) in enumerate(truth.items()):
@@ -91,7 +90,15 @@ def run(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def queue_of(run_dir: Path) -> list[QueueEntry]:
     store = RunStore.open(run_dir)
     try:
-        return read_queue(store)
+        return store.queue()
+    finally:
+        store.close()
+
+
+def stored_reviews(run_dir: Path) -> dict[tuple[str, str], Review]:
+    store = RunStore.open(run_dir)
+    try:
+        return {(r.item_id, r.reviewer): r for revs in store.reviews().values() for r in revs}
     finally:
         store.close()
 
@@ -123,9 +130,11 @@ def check_labelstudio(tasks: Any, config_xml: str) -> None:
 def test_labelstudio_export_matches_documented_shape(run: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     run_dir, _ = run
     files = export_queue(run_dir, tmp_path / "ls" / "tasks.json", "labelstudio")
-    assert [f.name for f in files] == ["tasks.json", "tasks.label_config.xml"]
+    assert [f.name for f in files] == ["tasks.json", "tasks.label_config.xml", "tasks.project.json"]
     tasks = json.loads(files[0].read_text(encoding="utf-8"))
     check_labelstudio(tasks, files[1].read_text(encoding="utf-8"))
+    project = json.loads(files[2].read_text(encoding="utf-8"))
+    assert project["label_config"] == files[1].read_text(encoding="utf-8") and project["maximum_annotations"] == 1
     queue = queue_of(run_dir)
     assert [t["data"]["item_id"] for t in tasks] == [e.item_id for e in queue]
     assert all(
@@ -133,23 +142,34 @@ def test_labelstudio_export_matches_documented_shape(run: tuple[Path, dict[str, 
     )
 
 
-def test_suggestion_can_be_hidden_for_audit_items_or_all(run: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+def test_blind_audit_leaves_nothing_that_tells_audit_items_apart(
+    run: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
     run_dir, _ = run
     queue = {e.item_id: e for e in queue_of(run_dir)}
     assert any(e.audit for e in queue.values()) and any(not e.audit for e in queue.values())
+    # blind audit: no suggestion on any item (on audit items only it would mark them), no reasons or rank
     tasks = json.loads(export_queue(run_dir, tmp_path / "b.json", "labelstudio", blind_audit=True)[0].read_text())
-    for t in tasks:
-        audit = queue[t["data"]["item_id"]].audit
-        assert ("predictions" in t) is not audit and ("llm_label" in t["data"]) is not audit
-    tasks = json.loads(export_queue(run_dir, tmp_path / "n.json", "labelstudio", no_suggestion=True)[0].read_text())
-    assert not any("predictions" in t or "llm_label" in t["data"] for t in tasks)
-    records = json.loads(export_queue(run_dir, tmp_path / "a.json", "argilla", blind_audit=True)[0].read_text())
-    for r in records:
-        assert (r["suggestions"] == {}) is queue[r["id"]].audit
+    assert all(set(t) == {"id", "data"} and set(t["data"]) == {"text", "item_id"} for t in tasks)
+    order = [t["data"]["item_id"] for t in tasks]
+    assert sorted(order) == sorted(queue) and order != [e.item_id for e in queue_of(run_dir)]  # not rank order
+    assert [t["id"] for t in tasks] == list(range(1, len(tasks) + 1))
+    project = json.loads((tmp_path / "b.project.json").read_text())
+    assert project["show_collab_predictions"] is False
+    records_file, settings_file = export_queue(run_dir, tmp_path / "a.json", "argilla", blind_audit=True)
+    records = json.loads(records_file.read_text())
+    assert all(r["suggestions"] == {} and r["metadata"] == {} for r in records)
+    assert json.loads(settings_file.read_text())["metadata"] == []
     export_queue(run_dir, tmp_path / "c.csv", "csv", blind_audit=True)
     with (tmp_path / "c.csv").open(encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            assert (row["llm_label"] == "") is queue[row["id"]].audit
+        rows = list(csv.DictReader(fh))
+    assert all(r["llm_label"] == r["confidence"] == r["reasons"] == r["rank"] == "" for r in rows)
+    assert [r["id"] for r in rows] == order  # the same shuffle everywhere
+    # not blind: the suggestion on every item; hidden on all with no_suggestion
+    tasks = json.loads(export_queue(run_dir, tmp_path / "s.json", "labelstudio")[0].read_text())
+    assert all("predictions" in t and "llm_label" in t["data"] and "reasons" in t["data"] for t in tasks)
+    tasks = json.loads(export_queue(run_dir, tmp_path / "n.json", "labelstudio", no_suggestion=True)[0].read_text())
+    assert not any("predictions" in t or "llm_label" in t["data"] for t in tasks)
 
 
 def ls_export(tasks: list[dict[str, Any]], answers: dict[int, dict[str, str]]) -> list[dict[str, Any]]:
@@ -217,8 +237,8 @@ def test_round_trip_two_reviewers_through_label_studio(run: tuple[Path, dict[str
         kept = json.loads(r["human_labels"])
         assert kept == {k: v for k, v in (("1", one.get(i)), ("2", two.get(i))) if v is not None}  # every label kept
         assert r["llm_label"] == llm.get(i, r["llm_label"])
-        if i in two and one[i] != two[i]:
-            assert r["tie"] and r["source"] == "llm" and r["label"] == r["llm_label"]
+        if i in two and one[i] != two[i]:  # a tie: the earliest answer (labeler.humans), flagged
+            assert (r["tie"], r["source"], r["label"], r["human_label"]) == (True, "human", one[i], one[i])
         elif i in one:
             assert (r["source"], r["label"], r["tie"]) == ("human", one[i], False)
         else:
@@ -289,14 +309,7 @@ def test_argilla_round_trip(run: tuple[Path, dict[str, str]], tmp_path: Path) ->
     out.write_text(json.dumps(records), encoding="utf-8")
     s = import_reviews(run_dir, out)
     assert s.fmt == "argilla" and s.reviewers == (u1, u2) and s.reviews == len(one) + len(two)
-    store = RunStore.open(run_dir)
-    try:
-        got = {
-            (r[0], r[1]): (r[2], r[3])
-            for r in store.conn.execute("SELECT item_id, reviewer, label, correction_reason FROM reviews")
-        }
-    finally:
-        store.close()
+    got = {k: (r.label, r.correction_reason) for k, r in stored_reviews(run_dir).items()}
     assert got[(queue[0].item_id, u2)] == (two[queue[0].item_id], "ambiguous")
     assert got[(queue[-1].item_id, u1)] == (one[queue[-1].item_id], None)
 
@@ -348,11 +361,7 @@ def test_csv_round_trip_with_correction_reasons(run: tuple[Path, dict[str, str]]
         w.writerows(rows)
     s = import_reviews(run_dir, path, reviewer="carol")
     assert (s.reviews, s.reviewers, s.agreement.items) == (10, ("carol",), 0)
-    store = RunStore.open(run_dir)
-    try:
-        got = {r[0]: (r[1], r[2]) for r in store.conn.execute("SELECT item_id, label, correction_reason FROM reviews")}
-    finally:
-        store.close()
+    got = {i: (r.label, r.correction_reason) for (i, _), r in stored_reviews(run_dir).items()}
     assert got == {r["id"]: (truth[r["id"]], "model error" if r["correction_reason"] else None) for r in rows[:10]}
 
 
@@ -381,11 +390,7 @@ def test_bad_rows_are_errors_naming_the_row_and_nothing_is_imported(
         w.writerows(rows)
     with pytest.raises(ReviewError, match=message):
         import_reviews(run_dir, path)
-    store = RunStore.open(run_dir)
-    try:
-        assert store.conn.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 0
-    finally:
-        store.close()
+    assert stored_reviews(run_dir) == {}
 
 
 def test_labelstudio_task_without_item_id_is_an_error(run: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
@@ -397,16 +402,20 @@ def test_labelstudio_task_without_item_id_is_an_error(run: tuple[Path, dict[str,
 
 
 # --- merge rules and agreement ---------------------------------------------------------------------------------
-def test_merge_labels_rules() -> None:
-    assert merge_labels("a", []) == merge_labels("a", []) and merge_labels("a", []).source == "llm"
-    m = merge_labels("a", ["b", "b", "c"])
-    assert (m.label, m.source, m.tie, m.human_label) == ("b", "human", False, "b")
-    m = merge_labels("a", ["b", "c"])
-    assert (m.label, m.source, m.tie, m.human_label) == ("a", "llm", True, None)
-    m = merge_labels(None, ["b", "c"], adjudicated="c")
+def test_final_label_rule_is_humans_decide() -> None:
+    """The final dataset's rule is labeler.humans.decide (no vote: the LLM's label stays, source llm)."""
+    m = decide({})
+    assert (m.label, m.source, m.tie) == (None, None, False)
+    m = decide({"r1": "b", "r2": "b", "r3": "c"})
+    assert (m.label, m.source, m.tie) == ("b", "human", False)
+    m = decide({"r1": "b", "r2": "c"})
+    assert (m.label, m.source, m.tie) == ("b", "human", True)  # a tie: the earliest answer, flagged
+    m = decide({"r1": "b", "r2": "c"}, adjudication="c")
     assert (m.label, m.source, m.tie) == ("c", "adjudicated", True)
-    m = merge_labels(None, ["b"])
+    m = decide({"r1": "b"})
     assert (m.label, m.source) == ("b", "human")  # a failed item labeled by a human
+    m = decide({"r1": "b", "gold": "c"})
+    assert (m.label, m.source, m.tie) == ("c", "human", True)  # a tie goes to gold when gold is tied
 
 
 def test_agreement_with_one_label_has_undefined_kappa() -> None:
@@ -460,9 +469,9 @@ def scripted(keys: list[str], seen: list[str]) -> Any:
 
 def test_tui_loop_with_scripted_keys() -> None:
     entries = [
-        QueueEntry("a", 1, ("failed",), 2.0, False, None, None, "first text"),
-        QueueEntry("b", 2, ("low_confidence",), 0.7, False, "sport", 0.3, "second text"),
-        QueueEntry("c", 3, ("audit",), 0.1, True, "tech", 0.9, "third text"),
+        QueueEntry("a", 1, ("failed",), 2.0, False, None, None, text="first text"),
+        QueueEntry("b", 2, ("low_confidence",), 0.7, False, "sport", 0.3, text="second text"),
+        QueueEntry("c", 3, ("audit",), 0.1, True, "tech", 0.9, text="third text"),
     ]
     saved: list[Review] = []
     out: list[str] = []
@@ -478,7 +487,6 @@ def test_tui_loop_with_scripted_keys() -> None:
         save=saved.append,
         read=scripted(keys, prompts),
         write=out.append,
-        blind_audit=True,
     )
     assert [(r.item_id, r.label, r.correction_reason, r.source) for r in saved] == [
         ("a", "business", None, "tui"),
@@ -487,9 +495,28 @@ def test_tui_loop_with_scripted_keys() -> None:
     assert (result.answered, result.skipped, result.quit) == (2, 1, False)
     shown = "\n".join(out)
     assert "unknown key 'x'" in shown and "LLM: sport (confidence 0.30)" in shown
-    assert "routed for: audit" in shown and "LLM: tech" not in shown  # audit item shown blind
+    assert "routed for: audit" in shown and "LLM: tech (confidence 0.90)" in shown
     assert "your answer: tech" in shown  # going back shows the answer given
     assert sum("why the change?" in p for p in prompts) == 1
+    # blind audit: no item shows the suggestion or why it was routed, so none asks why the label changed
+    out.clear()
+    prompts.clear()
+    saved.clear()
+    review_loop(
+        entries,
+        labels=LABELS,
+        reasons=REASONS,
+        reviewer="zoe",
+        save=saved.append,
+        read=scripted(["1", "3", "1"], prompts),
+        write=out.append,
+        blind_audit=True,
+    )
+    shown = "\n".join(out)
+    assert "routed for" not in shown and "LLM: sport" not in shown and "LLM: tech" not in shown
+    assert shown.count("LLM: (suggestion hidden)") == 3
+    assert not any("why the change?" in p for p in prompts)
+    assert [(r.item_id, r.label) for r in saved] == [("a", "business"), ("b", "tech"), ("c", "business")]
 
 
 def test_tui_writes_reviews_and_resumes(run: tuple[Path, dict[str, str]]) -> None:
@@ -501,14 +528,7 @@ def test_tui_writes_reviews_and_resumes(run: tuple[Path, dict[str, str]]) -> Non
     out: list[str] = []
     result = run_tui(run_dir, reviewer="yan", read=scripted([str(other), "4", str(keep), "q"], []), write=out.append)
     assert (result.answered, result.quit) == (2, True)
-    store = RunStore.open(run_dir)
-    try:
-        got = {
-            r[0]: (r[1], r[2], r[3])
-            for r in store.conn.execute("SELECT item_id, label, correction_reason, source FROM reviews")
-        }
-    finally:
-        store.close()
+    got = {i: (r.label, r.correction_reason, r.source) for (i, _), r in stored_reviews(run_dir).items()}
     assert got == {first.item_id: (LABELS[other - 1], "other", "tui"), second.item_id: (second.llm_label, None, "tui")}
     out.clear()
     result = run_tui(run_dir, reviewer="yan", read=scripted([], []), write=out.append)  # resume, then end of input

@@ -6,6 +6,7 @@ import argparse
 import json
 import random
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -14,20 +15,21 @@ from fakes import write_task
 from labeler.cli.humans import register
 from labeler.config import load_config
 from labeler.inputs import Row
+from labeler.record import ItemRecord, build_record
 from labeler.review.router import (
     Candidate,
     Rules,
     allocate,
     audit_sample,
     budget_cap,
-    candidate_from_row,
+    candidate_from_record,
     plan,
     priority,
     reasons_for,
     route_run,
 )
-from labeler.review.tools import ensure_schema
 from labeler.store import RunStore
+from labeler.store.rows import CombinedRow, ItemRows, ResultRow
 from labeler.types import Item, ItemResult
 
 LABELS = ("business", "sport", "tech")
@@ -181,18 +183,36 @@ def test_failed_items_come_first_within_the_budget() -> None:
     assert [r.item_id for r in p.queue] == ["f0", "f1", "f2", "c0"]
 
 
-# --- item rows --------------------------------------------------------------------------------------------
+# --- item records ----------------------------------------------------------------------------------------
+def result(member: str, status: str, label: str | None, confidence: float | None) -> ResultRow:
+    return ResultRow("a", member, status, label, confidence, {}, None, None, "m", 0, 0, 0.0, 1, False)
+
+
+def record(
+    members: Mapping[str, tuple[str, str | None, float | None]], combined: CombinedRow | None = None
+) -> ItemRecord:
+    """The ItemRecord of item "a" (labeler.record decides its label and confidence, not the router)."""
+    results = {m: result(m, *v) for m, v in members.items()}
+    rows = ItemRows(1, "a", "text", (), None, results, combined)
+    return build_record(rows, member_order=list(members), template_hashes={})
+
+
+def combined(label: str, confidence: float, calibrated: float | None = None) -> CombinedRow:
+    return CombinedRow("a", label, confidence, {}, 0.5, 0.7, 0.3, True, {"m1": "x", "m2": "y"}, calibrated)
+
+
 def test_candidate_prefers_calibrated_then_ensemble_confidence() -> None:
-    base = {"id": "a", "label": "x", "confidence": 0.9, "status": "labeled", "label__m2": "y"}
-    assert candidate_from_row(base) == Candidate("a", "x", 0.9, member_labels={"m2": "y"})
-    ens = {**base, "ensemble_label": "y", "ensemble_confidence": 0.55, "vote_share": 0.5, "divergence": 0.3}
-    c = candidate_from_row(ens)
+    base = record({"m1": ("labeled", "x", 0.9)})
+    assert candidate_from_record(base) == Candidate("a", "x", 0.9, member_labels={"m1": "x"})
+    two = {"m1": ("labeled", "x", 0.9), "m2": ("labeled", "y", 0.8)}
+    c = candidate_from_record(record(two, combined("y", 0.55)))
     assert c is not None and (c.label, c.confidence, c.vote_share, c.divergence) == ("y", 0.55, 0.5, 0.3)
-    cal = candidate_from_row({**ens, "calibrated_confidence": 0.4})
+    assert c.member_labels == {"m1": "x", "m2": "y"}
+    cal = candidate_from_record(record(two, combined("y", 0.55, calibrated=0.4)))
     assert cal is not None and cal.confidence == 0.4
-    assert candidate_from_row({**base, "calibrated_confidence": None}) == candidate_from_row(base)
-    assert candidate_from_row({**base, "status": "skipped"}) is None
-    failed = candidate_from_row({**base, "status": "failed", "label": None})
+    assert candidate_from_record(record(two, combined("y", 0.55, calibrated=None))) == c
+    assert candidate_from_record(record({"m1": ("skipped", None, None)})) is None
+    failed = candidate_from_record(record({"m1": ("failed", None, None)}))
     assert failed is not None and failed.label is None
 
 
@@ -230,10 +250,12 @@ def make_run(root: Path, n: int = 200, *, routing: dict[str, object] | None = No
 
 
 def read_tables(run_dir: Path) -> tuple[list[dict[str, object]], dict[str, tuple[int, int, int]]]:
+    """The queue and the audit strata as the store reads them back (seed: the one column it does not expose)."""
     store = RunStore.open(run_dir)
     try:
-        queue = [dict(r) for r in store.conn.execute("SELECT * FROM queue ORDER BY rank")]
-        strata = {r[0]: (r[1], r[2], r[3]) for r in store.conn.execute("SELECT * FROM audit_strata")}
+        queue = [{**vars(e), "reasons": json.dumps(list(e.reasons))} for e in store.queue()]
+        seeds = dict(store.conn.execute("SELECT stratum, seed FROM audit_strata").fetchall())
+        strata = {s.name: (s.population, s.sampled, seeds[s.name]) for s in store.audit_strata()}
     finally:
         store.close()
     return queue, strata
@@ -279,12 +301,10 @@ def test_route_flags_override_config_and_rerun_replaces_queue(tmp_path: Path) ->
     assert {q["item_id"] for q in queue3} == {"i007", "i057", "i107", "i157"}
 
 
-def test_ensure_schema_is_idempotent_and_has_the_agreed_columns(tmp_path: Path) -> None:
+def test_store_migrations_create_the_agreed_review_columns(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path, n=3)
-    store = RunStore.open(run_dir)
+    store = RunStore.open(run_dir)  # opening again applies no migration twice
     try:
-        ensure_schema(store.conn)
-        ensure_schema(store.conn)
         cols = {
             t: [r[1] for r in store.conn.execute(f"PRAGMA table_info({t})")]
             for t in ("queue", "audit_strata", "reviews")

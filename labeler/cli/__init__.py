@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from labeler import __version__
 from labeler.cli import humans
 from labeler.errors import LabelerError
+from labeler.store.db import DatabaseError
 
 
 def _print_summary(run_dir: Path | None, s: object) -> None:
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"labeler: error: {exc}", file=sys.stderr)
         return 2
-    except sqlite3.Error as exc:  # the store translates what it expects; anything else still gets one line
+    except DatabaseError as exc:  # the store translates what it expects; anything else still gets one line
         if args.debug:
             raise
         print(f"labeler: error: the run's database failed ({exc}); retry, or rerun with --debug", file=sys.stderr)

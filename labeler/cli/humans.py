@@ -43,10 +43,15 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 # --- review ------------------------------------------------------------------------------------------
 def cmd_export(args: argparse.Namespace) -> int:
-    from labeler.review.tools import export_queue
+    from labeler.review.queue_export import export_queue
 
     files = export_queue(
-        args.run_dir, args.out, args.format, blind_audit=args.blind_audit, no_suggestion=args.no_suggestion or None
+        args.run_dir,
+        args.out,
+        args.format,
+        blind_audit=args.blind_audit,
+        no_suggestion=args.no_suggestion or None,
+        overlap=args.overlap,
     )
     print("wrote " + ", ".join(str(f) for f in files))
     if args.format == "labelstudio":
@@ -60,32 +65,49 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from labeler.review.tools import format_agreement, import_reviews
+    from labeler.review.agreement import format_agreement
+    from labeler.review.importer import import_reviews
+    from labeler.safe_text import visible
 
-    s = import_reviews(args.run_dir, args.file, fmt=args.format, reviewer=args.reviewer, adjudication=args.adjudicate)
+    s = import_reviews(
+        args.run_dir,
+        args.file,
+        fmt=args.format,
+        reviewer=args.reviewer,
+        adjudication=args.adjudicate,
+        include_drafts=args.include_drafts,
+        label_control=args.label_control,
+        reviewer_map=args.reviewer_map,
+    )
     print(
         f"imported {s.reviews} reviews ({s.fmt}) of {s.items} items by {len(s.reviewers)} reviewer(s): "
-        f"{', '.join(s.reviewers)}; {s.corrections} differ from the LLM label"
+        f"{visible(', '.join(s.reviewers))}; {s.corrections} differ from the LLM label"
     )
+    print(
+        f"sync: {s.added} added, {s.changed} changed, {s.unchanged} unchanged, {s.removed} removed"
+        + (f"; {s.duplicates} earlier duplicate answers dropped for the latest" if s.duplicates else "")
+    )
+    for w in s.warnings:
+        print(f"warning: {visible(w)}")
     print(format_agreement(s.agreement))
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from labeler.review.tools import merge_run
+    from labeler.review.merge import merge_run
 
     counts = merge_run(args.run_dir, args.out, args.format, with_text=args.with_text)
     total = sum(v for k, v in counts.items() if k != "tie")
     print(
         f"wrote {total} rows to {args.out}: {counts['human']} human, {counts['adjudicated']} adjudicated, "
-        f"{counts['llm']} LLM; {counts['tie']} ties between reviewers (LLM label kept; adjudicate them with "
-        "`labeler review import ... --adjudicate`)"
+        f"{counts['gold']} gold, {counts['llm']} LLM; {counts['tie']} ties between reviewers (the earliest answer "
+        "among the tied labels kept; adjudicate them with `labeler review import ... --adjudicate`)"
     )
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from labeler.review.tools import promote
+    from labeler.review.promote import promote
 
     path, n = promote(args.run_dir, examples=args.examples, max_n=args.max)
     print(f"added {n} corrected items as examples to {path}")
@@ -149,8 +171,18 @@ def register(sub: Any) -> None:
     sp.add_argument("run_dir", type=Path)
     sp.add_argument("--format", choices=REVIEW_FORMATS, required=True)
     sp.add_argument("--out", type=Path, required=True)
-    sp.add_argument("--blind-audit", action="store_true", help="hide the LLM suggestion on audit items")
+    sp.add_argument(
+        "--blind-audit",
+        action="store_true",
+        help="keep the audit blind: no suggestion, reason or rank on any item, in a shuffled order",
+    )
     sp.add_argument("--no-suggestion", action="store_true", help="hide the LLM suggestion on every item")
+    sp.add_argument(
+        "--overlap",
+        type=int,
+        default=1,
+        help="reviewers per item (Argilla distribution, Label Studio maximum_annotations)",
+    )
     sp.set_defaults(fn=cmd_export)
 
     sp = rsub.add_parser("import", help="read reviewers' labels from a tool's export (JSON) or the filled CSV")
@@ -159,6 +191,9 @@ def register(sub: Any) -> None:
     sp.add_argument("--format", choices=REVIEW_FORMATS, help="default: guessed from the file")
     sp.add_argument("--reviewer", help="reviewer name for answers that do not name one")
     sp.add_argument("--adjudicate", action="store_true", help="these labels settle disagreements: they win")
+    sp.add_argument("--include-drafts", action="store_true", help="also count draft answers (Argilla)")
+    sp.add_argument("--label-control", default="label", help="the name of the label choice control (default: label)")
+    sp.add_argument("--reviewer-map", type=Path, help="CSV with columns id,name joining reviewer ids and e-mails")
     sp.set_defaults(fn=cmd_import)
 
     sp = rsub.add_parser("merge", help="write the final dataset: human labels where reviewed, else the LLM's")
@@ -182,7 +217,7 @@ def register(sub: Any) -> None:
     sp = rsub.add_parser("tui", help="review the queue in the terminal (keys: 1..k label, s skip, b back, q quit)")
     sp.add_argument("run_dir", type=Path)
     sp.add_argument("--reviewer", help="your name in the reviews table (default: your login name)")
-    sp.add_argument("--blind-audit", action="store_true", help="hide the LLM suggestion on audit items")
+    sp.add_argument("--blind-audit", action="store_true", help="hide the LLM suggestion on every item (keeps the audit blind)")
     sp.add_argument("--no-suggestion", action="store_true", help="hide the LLM suggestion on every item")
     sp.add_argument("--redo", action="store_true", help="also show items you already answered")
     sp.set_defaults(fn=cmd_tui)

@@ -29,8 +29,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 
+from labeler.confidence.reliability import ece
 from labeler.config import CONFIDENCE_METHODS
 from labeler.errors import CalibrationError
+
+__all__ = ["ece"]  # re-exported: calibration reports ECE before and after
 
 ENSEMBLE = "ensemble"
 METHODS = (*CONFIDENCE_METHODS, ENSEMBLE)
@@ -84,22 +87,6 @@ class CalData:
 
 
 # --- metrics -----------------------------------------------------------------------------------
-def ece(conf: Sequence[float] | np.ndarray, correct: Sequence[int] | np.ndarray, *, bins: int = 10) -> float:
-    """Expected calibration error: the mean over `bins` equal-width confidence bins on [0, 1] of
-    |accuracy − mean confidence|, weighted by the bin's share of items. conf and correct: shape (n,)."""
-    c = np.asarray(conf, dtype=float)
-    y = np.asarray(correct, dtype=float)
-    if c.size == 0:
-        return 0.0
-    which = np.minimum((c * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += mask.sum() / c.size * abs(y[mask].mean() - c[mask].mean())
-    return float(total)
-
-
 def correctness_log_loss(p_correct: np.ndarray, correct: np.ndarray) -> float:
     """Log-loss of P(top label is right), shape (n,), against whether it was, shape (n,)."""
     return float(log_loss(correct, np.clip(p_correct, 0.0, 1.0), labels=[0, 1]))

@@ -14,6 +14,7 @@ import numpy as np
 
 from labeler.errors import LabelerError
 from labeler.evaluate.gather import ECE_BINS, LEVEL, NO_LABEL, ROUTED, EvalInputs
+from labeler.humans import decide
 
 
 def jsonable(obj: Any) -> Any:
@@ -146,15 +147,59 @@ def _audit(inputs: EvalInputs, ref: list[str | None]) -> dict[str, Any] | None:
         labels=inputs.labels,
         level=LEVEL,
     )
+    prevalence = jsonable(prev)
+    # with one LLM label per stratum (the router's design) the correction term is the stratified estimate
+    # itself: the two columns would be the same numbers under two names, so only one is kept
+    same = all(all(abs(x["ppi"][k] - x["classical"][k]) < 1e-9 for k in ("value", "low", "high")) for x in prevalence)
+    if same:
+        for x in prevalence:
+            x["ppi"] = None
     out.update(
         {
             "llm_accuracy": acc_all.to_dict() | {"effective_n": n_eff},
             "unseen_accuracy": acc_unseen.to_dict() | {"effective_n": n_eff_u, "audited_in_domain": sum(unseen)},
             "final_accuracy": final.to_dict() | {"waiting_for_review": waiting},
-            "prevalence": jsonable(prev),
+            "prevalence": prevalence,
+            "ppi_equals_stratified": same,
         }
     )
     return out
+
+
+def _humans(inputs: EvalInputs, *, n_boot: int, seed: int) -> dict[str, Any] | None:
+    """Krippendorff's alpha on every item with several humans, and the human band on those of them whose
+    selection does not depend on the LLM: items the router queued as doubtful are left out when others
+    remain (basis "audit": only audited items remain, weighted N_h/n_h; "independent": none was routed),
+    else the band is on the doubtful items and says so (basis "selected")."""
+    from labeler.evaluate import metrics as M
+
+    labels = inputs.labels
+    multi = [i for i, h in enumerate(inputs.human) if len(h) >= 2]
+    if not multi:
+        return None
+    a = inputs.audit
+    doubtful = (a.routed - set(a.strata)) if a is not None else frozenset()
+    fair = [i for i in multi if inputs.ids[i] not in doubtful]
+    rows, basis, weights = fair or multi, "independent" if fair else "selected", None
+    if fair and a is not None and all(inputs.ids[i] in a.strata for i in fair):
+        basis = "audit"
+        sampled = {h: sum(s == h for s in a.strata.values()) for h in a.populations}
+        weights = [a.populations[h] / sampled[h] for h in (a.strata[inputs.ids[i]] for i in rows)]
+    units = [list(inputs.human[i].values()) for i in multi]
+    band = M.human_band(
+        [inputs.human[i] for i in rows],
+        [inputs.pred[i] for i in rows],
+        weights=weights,
+        n_boot=n_boot,
+        seed=seed,
+        level=LEVEL,
+    )
+    return {
+        "items": len(multi),
+        "alpha": M.krippendorff_alpha(units, labels=labels, n_boot=n_boot, seed=seed, level=LEVEL).to_dict(),
+        "coincidence": M.coincidence_matrix(units, labels=labels).tolist(),
+        "band": jsonable(band) | {"basis": basis, "left_out_as_doubtful": len(multi) - len(rows)},
+    }
 
 
 def _budgets(n: int, extra: Sequence[int]) -> list[int]:
@@ -168,7 +213,8 @@ def build_metrics(inputs: EvalInputs, *, n_boot: int = 1000, seed: int = 0) -> d
 
     labels = inputs.labels
     n = len(inputs.ids)
-    ref = [M.reference_label(h, labels=labels) for h in inputs.human]
+    # the human label of each item by labeler.humans' rule, as gathered (the final dataset uses the same)
+    ref = list(inputs.reference) if inputs.reference else [decide(h).label for h in inputs.human]
     have = [i for i in range(n) if ref[i] is not None]
     if not have:
         raise LabelerError(
@@ -220,16 +266,9 @@ def build_metrics(inputs: EvalInputs, *, n_boot: int = 1000, seed: int = 0) -> d
         any(v != inputs.pred[i] for r, v in inputs.human[i].items() if r != "gold") for i in reviewed_here
     )
 
-    multi = [h for h in inputs.human if len(h) >= 2]
-    if multi:
-        units = [list(h.values()) for h in multi]
-        band = M.human_band(inputs.human, inputs.pred, n_boot=n_boot, seed=seed, level=LEVEL)
-        out["humans"] = {
-            "items": len(multi),
-            "alpha": M.krippendorff_alpha(units, labels=labels, n_boot=n_boot, seed=seed, level=LEVEL).to_dict(),
-            "coincidence": M.coincidence_matrix(units, labels=labels).tolist(),
-            "band": jsonable(band),
-        }
+    humans = _humans(inputs, n_boot=n_boot, seed=seed)
+    if humans:
+        out["humans"] = humans
     out["calibration"] = _calibration(inputs, ref, n_boot=n_boot, seed=seed)
     out["audit"] = _audit(inputs, ref)
 
@@ -279,8 +318,10 @@ def build_metrics(inputs: EvalInputs, *, n_boot: int = 1000, seed: int = 0) -> d
         ),
     }
 
-    # how many audit items a given precision needs
-    acc = min(max(llm_acc, 0.5), 0.99) if _finite(llm_acc) else 0.9  # p(1 − p) = 0 would say 1 item
+    # how many audit items a given precision needs, planned at the conservative end of what was measured
+    # (a pilot that saw no error must not plan for none: see metrics.conservative_share)
+    pilot_acc = audit["llm_accuracy"]["effective_n"] if "llm_accuracy" in audit else len(have)
+    acc = M.conservative_share(llm_acc, pilot_acc) if _finite(llm_acc) else 0.5
     # disagreement rates from the audit when there is one (the human-labelled set may be a selected one)
     audited = [i for i in have if inputs.audit and inputs.ids[i] in inputs.audit.strata] or have
     t_a, p_a = [ref[i] for i in audited], [inputs.pred[i] for i in audited]
@@ -292,11 +333,19 @@ def build_metrics(inputs: EvalInputs, *, n_boot: int = 1000, seed: int = 0) -> d
             for hw in (0.01, 0.02, 0.05)
         },
         "expected_accuracy": acc,
+        "measured_accuracy": llm_acc,
+        "pilot_items": len(audited),
         "prevalence_pm_0.02": {
             lab: {
-                "classical": M.audit_size_for_prevalence(prevalence=true_share[j], half_width=0.02, population=n),
+                "classical": M.audit_size_for_prevalence(
+                    prevalence=true_share[j], half_width=0.02, population=n, pilot_n=len(audited)
+                ),
                 "ppi": M.audit_size_for_prevalence(
-                    prevalence=true_share[j], half_width=0.02, population=n, disagreement_rate=max(flip[j], 1e-6)
+                    prevalence=true_share[j],
+                    half_width=0.02,
+                    population=n,
+                    disagreement_rate=flip[j],
+                    pilot_n=len(audited),
                 ),
             }
             for j, lab in enumerate(labels)

@@ -22,20 +22,19 @@ Selection is pure functions on plain lists (`plan`); `route_run` reads the run a
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from labeler.config import ReviewConfig, RoutingConfig
 from labeler.errors import RoutingError
+from labeler.record import ItemRecord, records
 from labeler.store import RunStore
+from labeler.store.rows import QueueEntry, Stratum
 
 REASONS = ("failed", "low_confidence", "disagreement", "audit")  # canonical order within an item
 
@@ -61,17 +60,6 @@ class Rules:
 
 
 @dataclass(frozen=True)
-class Stratum:
-    name: str
-    population: int  # N_h: labeled items with this predicted label
-    sampled: int  # n_h: audited items drawn from them
-
-    @property
-    def inclusion_prob(self) -> float:
-        return self.sampled / self.population if self.population else 0.0
-
-
-@dataclass(frozen=True)
 class AuditSample:
     item_ids: frozenset[str]
     strata: tuple[Stratum, ...]
@@ -79,24 +67,8 @@ class AuditSample:
 
 
 @dataclass(frozen=True)
-class Routed:
-    """One queued item."""
-
-    item_id: str
-    rank: int
-    reasons: tuple[str, ...]
-    priority: float
-    audit: bool
-    inclusion_prob: float | None  # audit items: n_h/N_h of their stratum; None for the others
-    stratum: str | None
-    label: str | None
-    confidence: float | None
-    member_labels: Mapping[str, str | None] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Plan:
-    queue: tuple[Routed, ...]
+    queue: tuple[QueueEntry, ...]  # rank order
     strata: tuple[Stratum, ...]
     seed: int
     cap: int | None  # the budget in items (None: no budget)
@@ -216,16 +188,16 @@ def plan(
     chosen = audited + flagged[:room]
     chosen.sort(key=lambda cr: (-priority(cr[0]), order[cr[0].item_id]))
     queue = tuple(
-        Routed(
+        QueueEntry(
             item_id=c.item_id,
             rank=rank,
             reasons=reasons,
             priority=priority(c),
             audit="audit" in reasons,
+            llm_label=c.label,
+            confidence=c.confidence,
             inclusion_prob=probs[str(c.label)] if "audit" in reasons else None,
             stratum=c.label,
-            label=c.label,
-            confidence=c.confidence,
             member_labels=c.member_labels,
         )
         for rank, (c, reasons) in enumerate(chosen, start=1)
@@ -234,76 +206,29 @@ def plan(
 
 
 # --- the run ------------------------------------------------------------------------------------------
-def candidate_from_row(row: Mapping[str, Any]) -> Candidate | None:
-    """A Candidate from one `labeler.export.item_rows` row; None for skipped items. With an ensemble the
-    combined label and confidence stand for the LLM; `calibrated_confidence` wins when present."""
-    if row.get("status") == "skipped":
+def candidate_from_record(rec: ItemRecord) -> Candidate | None:
+    """What routing needs of one ItemRecord (labeler.record decides the LLM's label and confidence);
+    None for a skipped item, label None for a failed one."""
+    if rec.status == "skipped":
         return None
-    ensemble = row.get("ensemble_label")
-    label = ensemble if ensemble is not None else row.get("label")
-    if row.get("status") == "failed" and ensemble is None:
-        label = None
-    confidence = row.get("calibrated_confidence")
-    if confidence is None:
-        confidence = row.get("ensemble_confidence") if ensemble is not None else None
-    if confidence is None:
-        confidence = row.get("confidence")
-    members = {k.removeprefix("label__"): v for k, v in row.items() if k.startswith("label__")}
     return Candidate(
-        item_id=str(row["id"]),
-        label=label,
-        confidence=None if confidence is None else float(confidence),
-        vote_share=row.get("vote_share"),
-        divergence=row.get("divergence"),
-        member_labels=members,
+        item_id=rec.id,
+        label=rec.label if rec.status == "labeled" else None,
+        confidence=rec.confidence,
+        vote_share=rec.vote_share,
+        divergence=rec.divergence,
+        member_labels=rec.member_labels,
     )
 
 
 def load_candidates(store: RunStore) -> list[Candidate]:
-    from labeler.export import item_rows
-
-    return [c for c in map(candidate_from_row, item_rows(store)) if c is not None]
+    """The routing candidates of a run, in input order."""
+    return [c for c in map(candidate_from_record, records(store)) if c is not None]
 
 
 def write_plan(store: RunStore, p: Plan) -> None:
-    """Replace the queue and audit_strata tables with `p`, in one transaction (reviews are kept)."""
-    from labeler.review.tools import ensure_schema
-
-    conn = store.conn
-    ensure_schema(conn)
-    now = time.time()
-    conn.execute("BEGIN")
-    try:
-        conn.execute("DELETE FROM queue")
-        conn.execute("DELETE FROM audit_strata")
-        conn.executemany(
-            "INSERT INTO queue (item_id, rank, reasons, priority, audit, inclusion_prob, stratum, created,"
-            " llm_label, confidence, member_labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.item_id,
-                    r.rank,
-                    json.dumps(list(r.reasons)),
-                    r.priority,
-                    int(r.audit),
-                    r.inclusion_prob,
-                    r.stratum,
-                    now,
-                    r.label,
-                    r.confidence,
-                    json.dumps(dict(r.member_labels)),
-                )
-                for r in p.queue
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO audit_strata (stratum, population, sampled, seed) VALUES (?, ?, ?, ?)",
-            [(s.name, s.population, s.sampled, p.seed) for s in p.strata],
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    """Replace the run's queue and audit strata with `p` (reviews are kept)."""
+    store.write_queue(p.queue, p.strata, seed=p.seed)
 
 
 def route_run(

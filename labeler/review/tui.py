@@ -5,6 +5,14 @@ differs from the shown LLM suggestion, it asks why (the task's [review] reasons;
 Each answer is written to the run's `reviews` table at once (source "tui"), so quitting loses nothing;
 starting again resumes with the items this reviewer has not answered.
 
+Everything shown that came from the data (text, item ids, labels, reasons) goes through labeler.safe_text:
+control characters appear as symbols (an item cannot clear the screen, recolour, retitle the window or
+rewrite a line with CR), and every line of an item's text is printed after the gutter "  │ ", so no line of
+it can pass for one of ours (a fake "LLM: ..." line, say).
+
+With blind_audit, as in the exports (labeler.review.queue_export): no item shows the LLM's suggestion or
+the routing reasons, and the items come in a shuffled order rather than by rank.
+
 The loop (`review_loop`) reads keys through an injected function and writes through another, so tests
 drive it with a script of keys.
 """
@@ -12,13 +20,14 @@ drive it with a script of keys.
 from __future__ import annotations
 
 import shutil
-import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from labeler.review.tools import QueueEntry, Review, ensure_schema, read_queue, save_reviews, shows_suggestion
+from labeler.review.queue_export import presentation_order, shows_suggestion
+from labeler.safe_text import quoted, visible_line
 from labeler.store import RunStore
+from labeler.store.rows import QueueEntry, Review
 
 Read = Callable[[str], str]
 Write = Callable[[str], None]
@@ -32,24 +41,27 @@ class LoopResult:
     quit: bool  # stopped with q (or end of input) before the end of the queue
 
 
-def _show(e: QueueEntry, i: int, n: int, *, labels: Sequence[str], suggest: bool, current: str | None) -> str:
+def _show(
+    e: QueueEntry, i: int, n: int, *, labels: Sequence[str], suggest: bool, current: str | None, blind: bool = False
+) -> str:
     width = min(100, shutil.get_terminal_size((100, 24)).columns)
-    lines = [f"\n[{i + 1}/{n}] item {e.item_id}   routed for: {', '.join(e.reasons) or '-'}", "-" * width]
-    lines += [textwrap.fill(p, width) if p.strip() else "" for p in e.text.splitlines()] or [""]
-    lines.append("-" * width)
+    head = f"\n[{i + 1}/{n}] item {visible_line(e.item_id)}"
+    if not blind:
+        head += f"   routed for: {visible_line(', '.join(e.reasons)) or '-'}"
+    lines = [head, "-" * width, quoted(e.text, width=width), "-" * width]
     if suggest:
         conf = "" if e.confidence is None else f" (confidence {e.confidence:.2f})"
-        lines.append(f"LLM: {e.llm_label}{conf}")
+        lines.append(f"LLM: {visible_line(str(e.llm_label))}{conf}")
     else:
         lines.append("LLM: (suggestion hidden)")
     if current is not None:
-        lines.append(f"your answer: {current}")
-    lines.append("   ".join(f"{k} {lab}" for k, lab in enumerate(labels, start=1)))
+        lines.append(f"your answer: {visible_line(current)}")
+    lines.append("   ".join(f"{k} {visible_line(lab)}" for k, lab in enumerate(labels, start=1)))
     return "\n".join(lines)
 
 
 def _ask_reason(reasons: Sequence[str], read: Read, write: Write) -> str | None:
-    menu = "   ".join(f"{k} {r}" for k, r in enumerate(reasons, start=1))
+    menu = "   ".join(f"{k} {visible_line(r)}" for k, r in enumerate(reasons, start=1))
     while True:
         key = read(f"why the change? {menu}   (Enter: no reason) > ").strip()
         if not key:
@@ -79,7 +91,8 @@ def review_loop(
     while i < len(entries):
         e = entries[i]
         suggest = shows_suggestion(e, blind_audit=blind_audit, no_suggestion=no_suggestion)
-        write(_show(e, i, len(entries), labels=labels, suggest=suggest, current=answers.get(e.item_id)))
+        current = answers.get(e.item_id)
+        write(_show(e, i, len(entries), labels=labels, suggest=suggest, current=current, blind=blind_audit))
         try:
             key = read(prompt).strip().lower()
         except EOFError:
@@ -123,11 +136,11 @@ def run_tui(
     store = RunStore.open(run_dir)
     try:
         task = store.task()
-        ensure_schema(store.conn)
-        entries = read_queue(store)
+        entries = store.queue()
         if not redo:
-            done = {r[0] for r in store.conn.execute("SELECT item_id FROM reviews WHERE reviewer = ?", (reviewer,))}
+            done = store.reviewers_done(reviewer)
             entries = [e for e in entries if e.item_id not in done]
+        entries = presentation_order(entries, blind_audit=blind_audit, salt=str(store.manifest["run_id"]))
         if not entries:
             write("nothing to review: the queue is empty or you answered every item (`labeler route` fills it)")
             return LoopResult(0, 0, False)
@@ -136,7 +149,7 @@ def run_tui(
             labels=task.label_names,
             reasons=task.review.reasons,
             reviewer=reviewer,
-            save=lambda r: save_reviews(store.conn, [r]),
+            save=lambda r: store.put_reviews([r]),
             read=read,
             write=write,
             blind_audit=blind_audit,

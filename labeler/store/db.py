@@ -18,6 +18,8 @@ from typing import Any
 
 from labeler.errors import RunStoreError
 
+DatabaseError = sqlite3.Error  # what the CLI catches last, so no SQLite error reaches a user as a traceback
+
 
 @contextlib.contextmanager
 def sqlite_errors(path: Path | str) -> Iterator[None]:

@@ -131,3 +131,9 @@ class ReviewTables(Tables):
                 rows,
             )
         return len(rows), len(keys)
+
+    def clear_reviews_and_queue(self) -> None:
+        """Forget the queue, the audit strata and every review (to route and review a copy of a run afresh)."""
+        with self.transaction():
+            for table in ("queue", "audit_strata", "reviews"):
+                self.conn.execute(f"DELETE FROM {table}")

@@ -1,0 +1,198 @@
+"""Every export shape of the review tools read (or refused with the way out), never a silent import of
+nothing; Argilla's suggestion agent, task distribution and response statuses; scores with 4 decimals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_review import LABELS, ls_export, make_run, queue_of
+
+from labeler.errors import ReviewError
+from labeler.review.argilla import AGENT_PATTERN, suggestion_agent
+from labeler.review.importer import import_reviews
+from labeler.review.queue_export import export_queue
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    return make_run(tmp_path)[0]
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def ls_tasks(run_dir: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    tasks: list[dict[str, Any]] = json.loads(export_queue(run_dir, tmp_path / "t.json", "labelstudio")[0].read_text())
+    return tasks
+
+
+# --- Argilla's agent, distribution; scores ------------------------------------------------------------------
+def test_argilla_suggestion_agent_is_one_argilla_server_accepts(run: Path, tmp_path: Path) -> None:
+    records = json.loads(export_queue(run, tmp_path / "a.json", "argilla")[0].read_text())
+    agents = {r["suggestions"]["label"]["agent"] for r in records if r["suggestions"]}
+    assert agents == {"labeler/r1/test-model"}
+    for agent in (*agents, suggestion_agent("run 1", "llama3@8b (q4)"), suggestion_agent("r", "Qwen/Qwen2.5:0.5b")):
+        assert re.fullmatch(AGENT_PATTERN, agent), agent
+    assert suggestion_agent("r:1", "a@b (c)") == "labeler/r:1/a-b -c-"
+    assert not re.fullmatch(AGENT_PATTERN, "test-model (labeler run r1)")  # what we wrote before
+
+
+def test_overlap_goes_into_argilla_distribution_and_label_studio_project(run: Path, tmp_path: Path) -> None:
+    settings = json.loads(export_queue(run, tmp_path / "a.json", "argilla", overlap=3)[1].read_text())
+    assert settings["distribution"] == {"strategy": "overlap", "min_submitted": 3}
+    project = json.loads(export_queue(run, tmp_path / "t.json", "labelstudio", overlap=3)[2].read_text())
+    assert (project["maximum_annotations"], project["overlap_cohort_percentage"]) == (3, 100)
+    default = json.loads(export_queue(run, tmp_path / "d.json", "argilla")[1].read_text())
+    assert default["distribution"] == {"strategy": "overlap", "min_submitted": 1}
+    with pytest.raises(ReviewError, match="at least 1"):
+        export_queue(run, tmp_path / "x.json", "argilla", overlap=0)
+
+
+def test_scores_are_written_with_four_decimals(run: Path, tmp_path: Path) -> None:
+    assert any(len(repr(e.confidence)) > 6 for e in queue_of(run))  # e.g. 0.7 + 0.29 = 0.9899999999999999
+    files = [
+        *export_queue(run, tmp_path / "t.json", "labelstudio"),
+        *export_queue(run, tmp_path / "a.json", "argilla"),
+        *export_queue(run, tmp_path / "q.csv", "csv"),
+    ]
+    for f in files:
+        assert not re.search(r"\d\.\d{5,}", f.read_text(encoding="utf-8")), f.name
+
+
+# --- Label Studio's shapes ------------------------------------------------------------------------------------
+def test_label_studio_json_min_export_is_read(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)
+    flat = [  # as Label Studio's JSON-MIN converter writes it: data keys, controls, annotator, annotation_id
+        {**t["data"], "id": 100 + n, "label": "sport", "annotator": 7, "annotation_id": n, "lead_time": 2.5}
+        for n, t in enumerate(tasks[:5])
+    ]
+    flat.append({**tasks[5]["data"], "id": 200})  # a task nobody annotated
+    s = import_reviews(run, write_json(tmp_path / "min.json", flat))
+    assert (s.fmt, s.reviews, s.reviewers) == ("labelstudio-min", 5, ("7",))
+
+
+def test_label_studio_csv_export_is_read_and_emails_are_joined_by_a_reviewer_map(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)
+    rows = [
+        {**t["data"], "id": 100 + n, "label": LABELS[n % 3], "annotator": "ann@example.org", "annotation_id": n}
+        for n, t in enumerate(tasks[:4])
+    ]
+    path = tmp_path / "ls.csv"
+    keys = sorted({"annotator", "annotation_id", "created_at", "updated_at", "lead_time"} | set(rows[0]))
+    with path.open("w", encoding="utf-8", newline="") as fh:  # as Label Studio writes it
+        w = csv.DictWriter(fh, fieldnames=keys, quoting=csv.QUOTE_NONNUMERIC)
+        w.writeheader()
+        w.writerows(rows)
+    s = import_reviews(run, path)
+    assert (s.fmt, s.reviews, s.reviewers) == ("labelstudio-csv", 4, ("ann@example.org",))
+    assert any("--reviewer-map" in w for w in s.warnings)
+    names = tmp_path / "reviewers.csv"
+    names.write_text("id,name\nann@example.org,ann\n7,ann\n", encoding="utf-8")
+    s = import_reviews(run, path, reviewer_map=names)
+    assert s.reviewers == ("ann",) and s.added == 4
+
+
+def test_a_csv_that_is_neither_ours_nor_label_studio_is_refused(run: Path, tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("item,answer\ni01,sport\n", encoding="utf-8")
+    with pytest.raises(ReviewError, match=r"neither the review CSV .* its columns: item, answer"):
+        import_reviews(run, path)
+
+
+def test_zero_answers_from_label_studio_say_why(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)
+    with pytest.raises(ReviewError, match=r"none of its \d+ tasks has an annotation \(only the LLM's predictions\)"):
+        import_reviews(run, write_json(tmp_path / "none.json", [{**t, "annotations": []} for t in tasks]))
+    skipped = ls_export(tasks, {})  # only the cancelled annotation of each task
+    with pytest.raises(ReviewError, match=r"all \d+ annotations were skipped \(cancelled\)"):
+        import_reviews(run, write_json(tmp_path / "skipped.json", skipped))
+    renamed = ls_export(tasks, {1: {t["data"]["item_id"]: "sport" for t in tasks}})
+    for t in renamed:
+        for a in t["annotations"]:
+            for r in a["result"]:
+                r["from_name"] = "sentiment"
+    path = write_json(tmp_path / "renamed.json", renamed)
+    message = r"answer in 'sentiment'.*name the Choices control \"label\".*--label-control sentiment"
+    with pytest.raises(ReviewError, match=message):
+        import_reviews(run, path)
+    s = import_reviews(run, path, label_control="sentiment")  # or pass the name
+    assert s.reviews == len(tasks)
+
+
+def test_zero_answers_from_our_csv_say_why(run: Path, tmp_path: Path) -> None:
+    (path,) = export_queue(run, tmp_path / "q.csv", "csv")
+    with pytest.raises(ReviewError, match=r"none of its \d+ rows has a human_label yet"):
+        import_reviews(run, path, reviewer="carol")
+
+
+# --- Argilla's shapes and statuses ------------------------------------------------------------------------------
+def argilla_records(run: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = json.loads(export_queue(run, tmp_path / "a.json", "argilla")[0].read_text())
+    return records
+
+
+def test_argilla_json_lines_are_read(run: Path, tmp_path: Path) -> None:
+    records = argilla_records(run, tmp_path)
+    for r in records[:3]:
+        r["responses"] = {"label": [{"value": "sport", "user_id": "u1"}]}
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    s = import_reviews(run, path)
+    assert (s.fmt, s.reviews, s.reviewers) == ("argilla-jsonl", 3, ("u1",))
+
+
+def test_argilla_rest_shape_is_read_and_statuses_respected(run: Path, tmp_path: Path) -> None:
+    ids = [e.item_id for e in queue_of(run)[:2]]
+
+    def response(user: str, status: str | None) -> dict[str, Any]:
+        r: dict[str, Any] = {"values": {"label": {"value": "tech"}}, "user_id": user, "updated_at": "2025-01-02"}
+        return r if status is None else {**r, "status": status}
+
+    items = [
+        {
+            "id": f"6f0c8f4e-0000-4000-8000-00000000000{n}",  # the server's id; ours is external_id
+            "external_id": i,
+            "fields": {"text": "t"},
+            "responses": [  # u4: no status where the shape carries them, so not submitted
+                response("u1", "submitted"),
+                response("u2", "draft"),
+                response("u3", "discarded"),
+                response("u4", None),
+            ],
+        }
+        for n, i in enumerate(ids)
+    ]
+    path = write_json(tmp_path / "rest.json", {"items": items, "total": 2})
+    s = import_reviews(run, path)
+    assert (s.fmt, s.reviews, s.reviewers) == ("argilla-rest", 2, ("u1",))
+    assert any("2 draft" in w and "--include-drafts" in w for w in s.warnings)
+    s = import_reviews(run, path, include_drafts=True)
+    assert s.reviewers == ("u1", "u2") and (s.added, s.unchanged) == (2, 2)
+
+
+def test_argilla_to_json_has_no_status_so_responses_count_with_a_warning(run: Path, tmp_path: Path) -> None:
+    records = argilla_records(run, tmp_path)
+    records[0]["responses"] = {"label": [{"value": "sport", "user_id": "u1"}]}
+    s = import_reviews(run, write_json(tmp_path / "a.json", records))
+    assert s.reviews == 1 and any("carry no status" in w for w in s.warnings)
+
+
+def test_zero_answers_from_argilla_say_why(run: Path, tmp_path: Path) -> None:
+    records = argilla_records(run, tmp_path)
+    with pytest.raises(ReviewError, match=r"none of its \d+ records has a response"):
+        import_reviews(run, write_json(tmp_path / "none.json", records))
+    records[0]["responses"] = {"label": [{"value": "sport", "user_id": "u1", "status": "draft"}]}
+    with pytest.raises(ReviewError, match=r"no submitted response to 'label' \(1 draft\); pass --include-drafts"):
+        import_reviews(run, write_json(tmp_path / "drafts.json", records))
+    records[0]["responses"] = {"topic": [{"value": "sport", "user_id": "u1"}]}
+    with pytest.raises(ReviewError, match=r"the responses answer 'topic'.*--label-control"):
+        import_reviews(run, write_json(tmp_path / "topic.json", records))
+    with pytest.raises(ReviewError, match=r"holds no tasks or records"):
+        import_reviews(run, write_json(tmp_path / "empty.json", []))
