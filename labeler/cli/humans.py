@@ -10,6 +10,7 @@ import getpass
 from pathlib import Path
 from typing import Any
 
+from labeler.cli import review_live
 from labeler.config import CONFIDENCE_METHODS
 
 REVIEW_FORMATS = ("labelstudio", "argilla", "csv")
@@ -166,6 +167,7 @@ def register(sub: Any) -> None:
     desc = "send routed items to humans and bring their labels back"
     rp = sub.add_parser("review", help=desc, description=desc)
     rsub = rp.add_subparsers(dest="review_command", required=True)
+    review_live.register(rsub)  # push / pull through the tools' APIs
 
     sp = rsub.add_parser("export", help="write the queue for Label Studio, Argilla or a CSV")
     sp.add_argument("run_dir", type=Path)
@@ -217,7 +219,7 @@ def register(sub: Any) -> None:
     sp = rsub.add_parser("tui", help="review the queue in the terminal (keys: 1..k label, s skip, b back, q quit)")
     sp.add_argument("run_dir", type=Path)
     sp.add_argument("--reviewer", help="your name in the reviews table (default: your login name)")
-    sp.add_argument("--blind-audit", action="store_true", help="hide the LLM suggestion on every item (keeps the audit blind)")
+    sp.add_argument("--blind-audit", action="store_true", help="blind audit: no suggestion on any item")
     sp.add_argument("--no-suggestion", action="store_true", help="hide the LLM suggestion on every item")
     sp.add_argument("--redo", action="store_true", help="also show items you already answered")
     sp.set_defaults(fn=cmd_tui)

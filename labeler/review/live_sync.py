@@ -1,0 +1,272 @@
+"""`labeler review push` / `pull`: the run's side of the live sync (the queue and gold items out, the answers
+back in, what was pushed and pulled kept in the run's meta), for either tool.
+
+    push_run  RUN_DIR -> the tool: the queue (+ gold items), blind-audit rule, overlap, per-member suggestions
+    pull_run  the tool -> RUN_DIR: answers synced into the reviews (labeler.review.live_common's rule),
+              per-reviewer quality measured and flagged
+
+Meta key "<tool>_sync" (JSON): {"last": project key, "projects": {"<url> <project>": {"url", "project",
+"title", "pushed": [item ids], "gold": [item ids], "overlap", "blind", "pushed_at", "last_pull",
+"seen": {"item<TAB>reviewer": "answer id@updated"}, "users": {id: name}, "quality": [...]}}}. Server
+addresses and user names are kept; tokens never are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labeler.errors import ReviewError
+from labeler.review.argilla import suggestion_agent
+from labeler.review.live_common import (
+    PullPlan,
+    ReviewerQuality,
+    credentials,
+    gold_count,
+    pick_gold,
+    plan_pull,
+    push_order,
+    quality_json,
+    reviewer_quality,
+)
+from labeler.review.queue_export import shows_suggestion
+from labeler.store import RunStore
+from labeler.store.rows import QueueEntry
+
+TOOLS = ("labelstudio", "argilla")
+
+
+def _meta(store: RunStore, tool: str) -> dict[str, Any]:
+    raw = store.get_meta(f"{tool}_sync")
+    data: dict[str, Any] = json.loads(raw) if raw else {}
+    data.setdefault("projects", {})
+    return data
+
+
+def _gold_entries(store: RunStore, ids: set[str]) -> list[QueueEntry]:
+    """Gold items as queue entries (the LLM's answer, for a suggestion that looks like any other)."""
+    from labeler.record import records
+
+    out = []
+    for rec in records(store):
+        if rec.id in ids:
+            out.append(
+                QueueEntry(
+                    rec.id, 0, (), 0.0, False, rec.label, rec.confidence, None, None, rec.member_labels, rec.text
+                )
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class PushSummary:
+    tool: str
+    url: str
+    project: str  # the project id (Label Studio) or dataset name (Argilla)
+    title: str
+    created: bool
+    new: int
+    already: int
+    queue: int
+    gold: int
+    suggested: int
+    overlap: int
+    blind: bool
+    warnings: tuple[str, ...] = ()
+
+
+def push_run(
+    run_dir: Path,
+    *,
+    tool: str,
+    url: str | None = None,
+    project: str | None = None,
+    overlap: int = 1,
+    blind_audit: bool = False,
+    no_suggestion: bool | None = None,
+    gold_share: float = 0.0,
+    env: Mapping[str, str] | None = None,
+    transport: Any = None,
+) -> PushSummary:
+    """Send the run's queue (and gold items) to a project of `tool`, creating or reusing it by title."""
+    if tool not in TOOLS:
+        raise ReviewError(f"unknown review tool {tool!r}; use one of {', '.join(TOOLS)}")
+    if overlap < 1:
+        raise ReviewError(f"--overlap is the number of reviewers per item: at least 1, got {overlap}")
+    base, key = credentials(tool, url, env)
+    store = RunStore.open(run_dir)
+    try:
+        task = store.task()
+        entries = store.queue()
+        if not entries:
+            raise ReviewError(f"the queue of {run_dir} is empty; run `labeler route {run_dir}` first")
+        manifest = store.manifest
+        run_id = str(manifest["run_id"])
+        warnings: list[str] = []
+        want = gold_count(len(entries), gold_share)
+        gold_ids = pick_gold(store.gold_labels(), (e.item_id for e in entries), n=want, salt=run_id)
+        if len(gold_ids) < want:
+            warnings.append(
+                f"only {len(gold_ids)} of the {want} gold items asked for exist outside the queue "
+                "(the input's gold column)"
+            )
+        gold = _gold_entries(store, set(gold_ids))
+        hide = (not task.review.show_suggestion) if no_suggestion is None else no_suggestion
+        ordered = push_order(entries, gold, blind=blind_audit, salt=run_id)
+        suggest = frozenset(
+            e.item_id for e in ordered if shows_suggestion(e, blind_audit=blind_audit, no_suggestion=hide)
+        )
+        model = (manifest["members"][0].get("endpoint") or {}).get("model") or "llm"
+        agent = suggestion_agent(run_id, str(model))
+        title = project or f"{task.name} review {run_id}"
+        common = dict(
+            labels=task.label_names,
+            reasons=task.review.reasons,
+            instructions=task.instructions,
+            overlap=overlap,
+            agent=agent,
+            suggest=suggest,
+            gold=frozenset(gold_ids),
+        )
+        if tool == "labelstudio":
+            from labeler.review import live_labelstudio as ls
+
+            client = ls.LabelStudio(base, key, transport=transport)
+            try:
+                p = ls.push(client, ordered, title=title, **common)  # type: ignore[arg-type]
+            finally:
+                client.close()
+            pid, ptitle, created, new, already = str(p.project_id), p.title, p.created, p.new_tasks, p.already
+        else:
+            from labeler.review import live_argilla as ag
+
+            a = ag.push(base, key, ordered, name=title, **common)  # type: ignore[arg-type]
+            pid, ptitle, created, new, already = a.dataset, a.dataset, a.created, a.new, a.already
+        meta = _meta(store, tool)
+        pkey = f"{base} {pid}"
+        entry = meta["projects"].setdefault(pkey, {"seen": {}, "users": {}, "pushed": [], "gold": []})
+        entry.update(url=base, project=pid, title=ptitle, overlap=overlap, blind=blind_audit, pushed_at=time.time())
+        entry["pushed"] = sorted(set(entry["pushed"]) | {e.item_id for e in entries})
+        entry["gold"] = sorted(set(entry["gold"]) | set(gold_ids))
+        meta["last"] = pkey
+        store.set_meta(f"{tool}_sync", json.dumps(meta))
+    finally:
+        store.close()
+    return PushSummary(
+        tool,
+        base,
+        pid,
+        ptitle,
+        created,
+        new,
+        already,
+        len(entries),
+        len(gold),
+        len(suggest),
+        overlap,
+        blind_audit,
+        tuple(warnings),
+    )
+
+
+@dataclass(frozen=True)
+class PullSummary:
+    tool: str
+    url: str
+    project: str
+    title: str
+    answers: int  # submitted answers read from the tool (every user, every item of the project)
+    plan: PullPlan
+    removed: int
+    reviewers: Mapping[str, str]  # id -> display name
+    quality: tuple[ReviewerQuality, ...] = field(default_factory=tuple)
+    min_accuracy: float = 0.8
+
+
+def _project_entry(meta: dict[str, Any], tool: str, run_dir: Path, project: str | None, url: str) -> dict[str, Any]:
+    projects: dict[str, Any] = meta["projects"]
+    if project is not None:
+        hits = [p for p in projects.values() if project in (p["title"], str(p["project"])) and p["url"] == url]
+        if hits:
+            return dict(hits[0])
+        raise ReviewError(f"{run_dir} never pushed to {tool} project {project!r} at {url}; push it first")
+    last = meta.get("last")
+    if last not in projects or projects[last]["url"] != url:
+        raise ReviewError(
+            f"{run_dir} was not pushed to {tool} at {url}: run `labeler review push {run_dir} --tool {tool}`"
+        )
+    return dict(projects[last])
+
+
+def pull_run(
+    run_dir: Path,
+    *,
+    tool: str,
+    url: str | None = None,
+    project: str | None = None,
+    min_accuracy: float = 0.8,
+    adjudicators: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    transport: Any = None,
+) -> PullSummary:
+    """Bring the tool's submitted answers into the run's reviews (added, changed, removed) and measure
+    every reviewer on gold items and overlaps. `adjudicators` (Argilla user names or ids): their
+    responses settle items (Label Studio marks adjudications itself: ground-truth annotations)."""
+    if tool not in TOOLS:
+        raise ReviewError(f"unknown review tool {tool!r}; use one of {', '.join(TOOLS)}")
+    base, key = credentials(tool, url, env)
+    store = RunStore.open(run_dir)
+    try:
+        task = store.task()
+        meta = _meta(store, tool)
+        entry = _project_entry(meta, tool, run_dir, project, base)
+        if tool == "labelstudio":
+            from labeler.review import live_labelstudio as ls
+
+            client = ls.LabelStudio(base, key, transport=transport)
+            try:
+                pulled, users, at = ls.pull(client, int(entry["project"]))
+            finally:
+                client.close()
+        else:
+            from labeler.review import live_argilla as ag
+
+            pulled, users, at = ag.pull(base, key, str(entry["project"]), adjudicators=adjudicators)
+        plan = plan_pull(
+            store.reviews(),
+            pulled,
+            source=tool,
+            items=entry["pushed"],
+            gold_items=entry["gold"],
+            labels=task.label_names,
+            reasons=task.review.reasons,
+        )
+        _, removed = store.sync_reviews(plan.put, plan.remove)
+        gold = {i: g for i, g in store.gold_labels().items() if i in set(entry["gold"])}
+        names = {**entry.get("users", {}), **users}
+        quality = reviewer_quality(
+            plan.answers, gold=gold, adjudicated=plan.adjudicated, min_accuracy=min_accuracy, names=names
+        )
+        entry.update(last_pull=at, seen=dict(plan.seen), users=names, quality=quality_json(quality))
+        entry["min_accuracy"] = min_accuracy
+        meta["projects"][f"{base} {entry['project']}"] = entry
+        store.set_meta(f"{tool}_sync", json.dumps(meta))
+    finally:
+        store.close()
+    reviewers = {r: names.get(r, r) for by in plan.answers.values() for r in by}
+    return PullSummary(
+        tool,
+        base,
+        str(entry["project"]),
+        str(entry["title"]),
+        len(pulled),
+        plan,
+        removed,
+        reviewers,
+        tuple(quality),
+        min_accuracy,
+    )
