@@ -71,10 +71,6 @@ class RunHumans:
         v = self.verdicts.get(item_id)
         return None if v is None else v.label
 
-    def reviewed(self) -> frozenset[str]:
-        """Items with a label from a reviewer (not only gold)."""
-        return frozenset(i for i, v in self.verdicts.items() if set(v.votes) - {GOLD} or v.adjudication)
-
 
 def read_humans(
     store: RunStore,

@@ -177,7 +177,7 @@ def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:
                 "answer among the tied labels (labeler.humans);"
                 " adjudicate them with `labeler review import --adjudicate`"
             )
-        reviewed = humans.reviewed() & set(index)
+        reviewed = set(store.reviews()) & set(index)  # the review workflow's items (not --human files, not gold)
 
         audit = _read_audit(store, set(index), notes)
         routing, price = task.routing, task.review.price_per_label
