@@ -9,6 +9,7 @@
     ├── CalibrationError         too few human labels to fit a calibrator, or a stored one is unreadable
     ├── RoutingError             a routing or budget setting is out of range, or nothing can be routed
     ├── ReviewError              a review tool's file or answer cannot be read or does not fit the run
+    ├── StudyError               the cost/quality study cannot run on this input (too few human labels, ...)
     └── BackendError             a model server answered with an error
         ├── RetryableError       transient: 429, 5xx, timeout, dropped connection, garbled body
         └── FatalError           will not get better by retrying: 400, 401, 403, 404, ...
@@ -53,6 +54,10 @@ class RoutingError(LabelerError):
 
 
 class ReviewError(LabelerError):
+    pass
+
+
+class StudyError(LabelerError):
     pass
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from labeler import __version__
-from labeler.cli import humans
+from labeler.cli import humans, study
 from labeler.errors import LabelerError
 from labeler.store.db import DatabaseError
 
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("doctor", cmd_doctor, "say what the embedded default has and what is missing")
 
     humans.register(sub)
+    study.register(sub)
     return p
 
 
