@@ -76,9 +76,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_setup(args: argparse.Namespace) -> int:
     from labeler.label.local import build_server, install_model
 
-    print(f"llama-server: {build_server()}")
-    for name in args.model:
+    for name in args.model:  # weights first: setup checks the prebuilt server on them
         print(f"model {name}: {install_model(name)}")
+    print(f"llama-server: {build_server(prebuilt=not args.from_source)}")
     return 0
 
 
@@ -129,8 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", type=Path, required=True)
     sp.add_argument("--with-text", action="store_true", help="include the item text")
 
-    sp = add("setup", cmd_setup, "build llama-server and install the embedded model(s), once")
+    sp = add("setup", cmd_setup, "install llama-server and the embedded model(s), once")
     sp.add_argument("--model", action="append", default=None, help="embedded model to install (default: gemma3-270m)")
+    sp.add_argument(
+        "--from-source",
+        action="store_true",
+        help="build llama-server from the llama.cpp sources instead of installing the prebuilt xllamacpp wheel",
+    )
 
     add("doctor", cmd_doctor, "say what the embedded default has and what is missing")
 
