@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labeler.errors import ConfigError
+from labeler.quality_config import QUALITY_KEYS, Quality, parse_quality
 from labeler.types import Example, LabelDef
 
 LOCAL = "local"  # base_url value that means: the embedded llama.cpp server labeler starts for you
@@ -38,6 +39,12 @@ class Endpoint:
     price_input_per_1m: float = 0.0
     price_output_per_1m: float = 0.0
     seed: int | None = None
+    # issue 13, labeling at scale (see the block "scale keys" below)
+    items_per_request: int = 1  # K items in one prompt, one answer per item id
+    adaptive_concurrency: bool = False  # AIMD on 429s and latency, from `concurrency` up to max_concurrency
+    max_concurrency: int = 0  # the ceiling of adaptive concurrency; 0 = 8 x concurrency
+    endpoints: tuple[Endpoint, ...] = ()  # replicas of this model: [[model.endpoints]] base_url, concurrency, ...
+    endpoint_cooldown: float = 30.0  # seconds a failing replica is taken out
 
     def api_key(self) -> str:
         return os.environ.get(self.api_key_env, "") or "not-needed"
@@ -112,6 +119,11 @@ class TaskConfig:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     raw: Mapping[str, Any] = field(default_factory=dict)  # the parsed TOML, for the manifest
+    # issue 12, the quality loop: answer words, few-shot selection, variants, tune, correction (quality_config)
+    quality: Quality = field(default_factory=Quality)
+    # issue 13, labeling at scale: the OpenAI Batch API, and the template for K items a request
+    batch: BatchConfig = field(default_factory=lambda: BatchConfig())
+    multi_template: Path | None = None
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -123,7 +135,11 @@ class TaskConfig:
 
 
 _TOP_KEYS = {"task", "labels", "input", "model", "members", "retry", "confidence", "routing", "review"}
+_TOP_KEYS |= QUALITY_KEYS
 _TASK_KEYS = {"name", "template", "completion_template", "instructions", "examples"}
+_TASK_KEYS |= {"answers"}
+_TOP_KEYS |= {"batch"}  # issue 13
+_TASK_KEYS |= {"multi_template"}  # issue 13
 _INPUT_KEYS = {"path", "id_column", "text_column", "gold_column", "max_input_tokens"}
 _ENDPOINT_KEYS = set(Endpoint.__dataclass_fields__)
 
@@ -173,7 +189,9 @@ def _dataclass_from(section: str, table: Mapping[str, Any], base: Any) -> Any:
 
 
 def _endpoint(section: str, table: Mapping[str, Any], base: Endpoint) -> Endpoint:
+    table, replicas = _pop_replicas(section, table, base)  # issue 13: [[model.endpoints]]
     ep: Endpoint = _dataclass_from(section, table, base)
+    ep = _with_replicas(section, ep, replicas)
     if ep.concurrency < 1:
         raise ConfigError(f"{section}.concurrency must be >= 1, got {ep.concurrency}")
     if ep.max_output_tokens < 1:
@@ -183,19 +201,19 @@ def _endpoint(section: str, table: Mapping[str, Any], base: Endpoint) -> Endpoin
     return ep
 
 
-def _examples(value: Any, base_dir: Path, label_names: set[str]) -> tuple[Example, ...]:
+def _examples(value: Any, base_dir: Path, label_names: set[str], key: str = "task.examples") -> tuple[Example, ...]:
     rows: list[tuple[str, Any]]  # (where, for messages; the row)
     if isinstance(value, str):
         path = (base_dir / value).resolve()
         if not path.exists():
-            raise ConfigError(f"task.examples: file {path} not found; fix the path (relative to the config)")
+            raise ConfigError(f"{key}: file {path} not found; fix the path (relative to the config)")
         from labeler.inputs import read_records  # JSONL or CSV, BOM-safe, line numbers in its errors
 
-        rows = [(f"task.examples: {path.name} line {n}", rec) for n, rec in read_records(path, what="task.examples")]
+        rows = [(f"{key}: {path.name} line {n}", rec) for n, rec in read_records(path, what=key)]
     elif isinstance(value, list):
-        rows = [(f"task.examples[{i}]", row) for i, row in enumerate(value)]
+        rows = [(f"{key}[{i}]", row) for i, row in enumerate(value)]
     else:
-        raise ConfigError("task.examples must be a JSONL file path or a list of {text, label} tables")
+        raise ConfigError(f"{key} must be a JSONL file path or a list of {{text, label}} tables")
     out = []
     for where, row in rows:
         if not isinstance(row, Mapping) or set(row) != {"text", "label"}:
@@ -321,4 +339,99 @@ def parse_config(raw: dict[str, Any], *, path: Path, env: Mapping[str, str] | No
         routing=routing,
         review=_dataclass_from("review", raw.get("review", {}), ReviewConfig()),
         raw=raw,
+        quality=parse_quality(
+            raw,
+            base_dir=base_dir,
+            labels=tuple(names),
+            read_examples=lambda value, key: _examples(value, base_dir, set(names), key),
+        ),
+        **_scale_fields(raw, task, base_dir, tuple(members)),  # issue 13
     )
+
+
+# --- scale keys (issue 13): K items a request, replicas, adaptive concurrency, the Batch API ---------
+MAX_ITEMS_PER_REQUEST = 100
+_REPLICA_KEYS = {"base_url", "api_key_env", "concurrency", "max_concurrency", "timeout"}
+_REPLICA_KEYS |= {"requests_per_minute", "tokens_per_minute"}
+BATCH_MAX_REQUESTS = 50_000  # the OpenAI Batch API's limits per input file
+BATCH_MAX_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """`[batch]`: submit the run through the OpenAI Batch API (half the price, its own rate limits).
+
+    `labeler run` writes the requests as JSONL, uploads them, creates the batches and (with `wait`) polls
+    every `poll_seconds` until they end; `labeler resume` picks up at whatever stage a run was stopped."""
+
+    enabled: bool = False
+    completion_window: str = "24h"
+    poll_seconds: float = 30.0
+    wait: bool = True  # poll until every batch has ended; false: submit and return (resume collects)
+    max_requests_per_file: int = BATCH_MAX_REQUESTS
+    max_bytes_per_file: int = BATCH_MAX_BYTES
+
+
+def _pop_replicas(
+    section: str, table: Mapping[str, Any], base: Endpoint
+) -> tuple[Mapping[str, Any], list[Mapping[str, Any]] | None]:
+    """Take `endpoints` out of an endpoint table (a list of tables, parsed by _with_replicas). A member
+    that names its own base_url and no endpoints does not inherit the default member's replicas."""
+    if not isinstance(table, Mapping) or "endpoints" not in table:
+        if isinstance(table, Mapping) and "base_url" in table and base.endpoints:
+            return table, []
+        return table, None
+    rest = dict(table)
+    value = rest.pop("endpoints")
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigError(f"{section}.endpoints must be a list of tables: [[{section}.endpoints]] base_url = ...")
+    return rest, value
+
+
+def _with_replicas(section: str, ep: Endpoint, replicas: list[Mapping[str, Any]] | None) -> Endpoint:
+    if not 1 <= ep.items_per_request <= MAX_ITEMS_PER_REQUEST:
+        raise ConfigError(f"{section}.items_per_request must be 1..{MAX_ITEMS_PER_REQUEST}, got {ep.items_per_request}")
+    if ep.max_concurrency and ep.max_concurrency < ep.concurrency:
+        raise ConfigError(f"{section}.max_concurrency ({ep.max_concurrency}) must be >= concurrency ({ep.concurrency})")
+    if replicas is None:
+        return ep
+    out = []
+    plain = replace(ep, endpoints=())
+    for i, entry in enumerate(replicas):
+        where = f"{section}.endpoints[{i}]"
+        _check_keys(where, entry, _REPLICA_KEYS)
+        if not isinstance(entry.get("base_url"), str) or not entry["base_url"]:
+            raise ConfigError(f"{where}.base_url is missing; every replica names its server")
+        if entry["base_url"] == LOCAL:
+            raise ConfigError(f'{where}.base_url = "local" is not a replica; give the URL of a running server')
+        out.append(_endpoint(where, entry, plain))
+    return replace(ep, endpoints=tuple(out))
+
+
+def _scale_fields(
+    raw: Mapping[str, Any], task: Mapping[str, Any], base_dir: Path, members: tuple[Member, ...]
+) -> dict[str, Any]:
+    batch: BatchConfig = _dataclass_from("batch", raw.get("batch", {}), BatchConfig())
+    if not 1 <= batch.max_requests_per_file <= BATCH_MAX_REQUESTS:
+        raise ConfigError(f"batch.max_requests_per_file must be 1..{BATCH_MAX_REQUESTS}")
+    if not 1024 <= batch.max_bytes_per_file <= BATCH_MAX_BYTES:
+        raise ConfigError(f"batch.max_bytes_per_file must be 1024..{BATCH_MAX_BYTES} (the API's 200 MB)")
+    if not batch.poll_seconds > 0:
+        raise ConfigError("batch.poll_seconds must be > 0; 30 is usual")
+    if batch.enabled:
+        methods = (raw.get("confidence") or {}).get("methods") or ()
+        if "consistency" in methods:
+            raise ConfigError('batch.enabled draws no consistency samples; drop "consistency" from confidence.methods')
+        for m in members:
+            if m.endpoint.base_url == LOCAL or m.endpoint.endpoints:
+                raise ConfigError(
+                    f"batch.enabled needs one API server per member with the Batch API; member {m.name!r} has "
+                    + ("the embedded local model" if m.endpoint.base_url == LOCAL else "several endpoints")
+                    + "; set batch.enabled = false or give it an OpenAI base_url"
+                )
+    multi = None
+    if "multi_template" in task:
+        multi = (base_dir / _typed("task", "multi_template", task["multi_template"], str)).resolve()
+        if not multi.exists():
+            raise ConfigError(f"template {multi} not found; fix task.multi_template (relative to the config)")
+    return {"batch": batch, "multi_template": multi}

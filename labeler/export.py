@@ -1,11 +1,12 @@
 """Exporting a run: one row per item, streamed to CSV, JSONL or Parquet.
 
-Once human reviews were imported, the export is the final dataset (labeler.review.tools.final_rows): the
+Once human reviews were imported, the export is the final dataset (labeler.review.dataset): the
 human label where reviewed, else the LLM's, with `source` and the routing reasons.
 
 Columns: id, label, confidence, status, reason, then provenance (member, model, template_hash,
-run_id, cached, tokens, cost), the per-method confidences, flags, gold when the input had it, and
-raw (the model's output, for failed items). Every row has the same columns.
+run_id, cached, tokens, cost), the per-method confidences, flags, the ensemble's columns, raw_label and
+corrected (the label before the run's bias correction, and whether the correction changed it), gold
+when the input had it, and raw (the model's output, for failed items). Every row has the same columns.
 With several members, the row carries each member's label as label__<member> as well.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from labeler.errors import LabelerError
 from labeler.record import records
+from labeler.safe_text import csv_cell
 from labeler.store import RunStore
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -64,6 +66,9 @@ def item_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str,
                 "disagree": None if c is None else c.disagree,
                 "calibrated_confidence": rec.calibrated_confidence,
                 "confidence_source": rec.confidence_source,
+                # the label before the run's bias correction (labeler.confidence.correct), and whether it changed
+                "raw_label": c.raw_label if c is not None and c.raw_label is not None else rec.label,
+                "corrected": c is not None and c.raw_label is not None and c.raw_label != rec.label,
             }
         )
         if len(members) > 1:
@@ -93,7 +98,7 @@ def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str) -> int:
             w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             w.writeheader()
             for row in all_rows:
-                w.writerow(row)
+                w.writerow({k: csv_cell(v) for k, v in row.items()})  # no formulas for spreadsheets
                 n += 1
     elif fmt == "jsonl":
         with out.open("w", encoding="utf-8") as fh:
@@ -140,9 +145,9 @@ def export_run(run_dir: Path, out: Path, fmt: str | None = None, *, with_text: b
     store = RunStore.open(run_dir)
     try:
         if store.reviews():  # humans have labeled part of the run: the final dataset, with a source column
-            from labeler.review.tools import final_rows
+            from labeler.review.dataset import with_human_labels
 
-            return write_rows(final_rows(store, with_text=with_text), out, fmt)
+            return write_rows(with_human_labels(store, item_rows(store, with_text=with_text)), out, fmt)
         return write_rows(item_rows(store, with_text=with_text), out, fmt)
     finally:
         store.close()

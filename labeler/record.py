@@ -3,11 +3,12 @@
 The router, the review tools, calibration, evaluation and the export all take an `ItemRecord`; none of
 them decides again which label or confidence stands for the LLM. The rules, in one place:
 
-    label        with several members, the combined (ensemble) label; else the member's own label;
+    label        with several members, or when the run applies a bias correction (labeler.confidence.correct),
+                 the combined label; else the member's own label;
                  None when no member gave a usable label (the item failed) or the item was skipped
     status       "labeled" when `label` is set, "skipped" when the text was empty, else "failed"
-    confidence   the confidence of `label` used for routing, first of: calibrated > ensemble > member
-    confidence_source   which of those it is ("calibrated", "ensemble", "member"; None without one)
+    confidence   the confidence of `label` used for routing, first of: calibrated > ensemble (or corrected) > member
+    confidence_source   which of those it is ("calibrated", "ensemble", "corrected", "member"; None without one)
     primary      the first member's answer: what the per-method confidences (`method_confidences`) refer to
 
 Spend (tokens, cost) is the sum over the members' answers, each already summed over its attempts.
@@ -107,7 +108,8 @@ def build_record(rows: ItemRows, *, member_order: Sequence[str], template_hashes
     primary = next(iter(members.values()))
     combined = rows.combined
     several = len(member_order) > 1
-    if several and combined is not None:
+    corrected = combined is not None and combined.raw_label is not None  # the run's bias correction applied
+    if (several or corrected) and combined is not None:
         label = combined.label
     else:
         label = primary.label if primary.status == "labeled" else None
@@ -121,8 +123,8 @@ def build_record(rows: ItemRows, *, member_order: Sequence[str], template_hashes
     if label is not None:
         if combined is not None and combined.calibrated is not None:
             confidence, source = combined.calibrated, "calibrated"
-        elif several and combined is not None and combined.confidence is not None:
-            confidence, source = combined.confidence, "ensemble"
+        elif (several or corrected) and combined is not None and combined.confidence is not None:
+            confidence, source = combined.confidence, "ensemble" if several else "corrected"
         elif primary.confidence is not None and primary.label == label:
             confidence, source = primary.confidence, "member"
     return ItemRecord(

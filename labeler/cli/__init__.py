@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from labeler import __version__
-from labeler.cli import humans, study
+from labeler.cli import batch, humans, study, tune
 from labeler.errors import LabelerError
 from labeler.store.db import DatabaseError
 
@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     humans.register(sub)
     study.register(sub)
+    tune.register(sub)
+    batch.register(sub)
     return p
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labeler.confidence.correct import active_correction, correct_rows
 from labeler.confidence.ensemble import MemberView, combine_item
 from labeler.config import CONFIDENCE_METHODS, TaskConfig
 from labeler.errors import CalibrationError
@@ -66,10 +67,13 @@ def needs_combine(store: RunStore) -> bool:
 
 
 def combine_run(store: RunStore, task: TaskConfig) -> int:
-    """Rewrite the combined rows from the results (one per item that has results), then re-apply the stored
-    ensemble calibrator, if any. Returns the row count."""
+    """Rewrite the combined rows from the results (one per item that has results), apply the run's bias
+    correction (labeler.confidence.correct: distribution and label corrected, the raw label kept), then
+    re-apply the stored ensemble calibrator, if any. Returns the row count."""
     signature = store.results_signature()
-    n = store.put_combined(_combined_rows(store, task), signature=signature)
+    correction = active_correction(store, task)
+    rows = correct_rows(_combined_rows(store, task), correction, task.label_names)
+    n = store.put_combined(rows, signature=signature)
     stored = store.calibrator(ENSEMBLE)
     if stored is not None:
         apply_calibrator(store, task, stored)

@@ -3,6 +3,10 @@
 Parsing is lenient (case, whitespace, quotes, a trailing full stop, JSON or bare text, an unambiguous
 prefix such as "pos" for "positive") but never guesses between labels: an ambiguous or out-of-set
 answer is an error that the runner re-asks once and otherwise records with the raw text.
+
+With answer words (a verbalizer: several words may mean one label), the answer is read as a word and
+mapped to its label, and the logprob distribution over the words is summed per label
+(`sum_by_label`): p(label) = sum of p(word) over the label's words.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from labeler.types import Answer, Choice, TokenLogprob
 
@@ -158,7 +162,32 @@ def label_probs(
     return {lab: masses.get(lab.lower(), 0.0) / total for lab in labels}
 
 
-def parse_choice(choice: Choice, labels: Sequence[str], *, json_answer: bool) -> Answer:
-    label, verbalized, error = parse_text(choice.text, labels)
-    probs = label_probs(choice.logprobs, labels, json_answer=json_answer) if label is not None else None
+def sum_by_label(
+    word_probs: Mapping[str, float], answers: Sequence[tuple[str, str]], labels: Sequence[str]
+) -> dict[str, float]:
+    """Per label, the summed probability of its answer words (`answers`: (word, label) pairs)."""
+    out = dict.fromkeys(labels, 0.0)
+    for word, label in answers:
+        out[label] += float(word_probs.get(word, 0.0))
+    return out
+
+
+def parse_choice(
+    choice: Choice, labels: Sequence[str], *, json_answer: bool, answers: Sequence[tuple[str, str]] = ()
+) -> Answer:
+    """The label (and its confidences) in one choice. With `answers` ((word, label) pairs) the model answers
+    words: a word — or a label's own name, when no word spells it — is mapped to its label."""
+    if not answers:
+        label, verbalized, error = parse_text(choice.text, labels)
+        probs = label_probs(choice.logprobs, labels, json_answer=json_answer) if label is not None else None
+        return Answer(label=label, raw=choice.text, verbalized=verbalized, label_probs=probs, error=error)
+    words = [w for w, _ in answers]
+    meaning = {w.lower(): lab for w, lab in answers}
+    readable = words + [lab for lab in labels if lab.lower() not in meaning]
+    word, verbalized, error = parse_text(choice.text, readable)
+    label = None if word is None else meaning.get(word.lower(), word)
+    probs = None
+    if label is not None:
+        word_probs = label_probs(choice.logprobs, words, json_answer=json_answer)
+        probs = None if word_probs is None else sum_by_label(word_probs, answers, labels)
     return Answer(label=label, raw=choice.text, verbalized=verbalized, label_probs=probs, error=error)

@@ -19,10 +19,11 @@ from typing import Any
 
 from labeler import __version__
 from labeler.confidence.run import combine_run
-from labeler.config import LOCAL, TaskConfig
+from labeler.config import LOCAL, Endpoint, TaskConfig
 from labeler.errors import RunStoreError
 from labeler.inputs import read_rows
 from labeler.label.backends import Backend, OpenAIBackend
+from labeler.label.multi import MultiBuilder
 from labeler.label.profiles import profile_for
 from labeler.label.progress import Progress
 from labeler.label.prompts import RequestBuilder
@@ -58,16 +59,18 @@ def build_manifest(task: TaskConfig, input_path: Path, run_id: str) -> dict[str,
         builder = RequestBuilder.for_member(task, m)
         params = builder.build("…").params()
         params.pop("grammar", None)
-        members.append(
-            {
-                "name": m.name,
-                "endpoint": {k: v for k, v in asdict(m.endpoint).items() if k != "api_key_env"},
-                "profile": profile_for(m.endpoint).name,
-                "template": str(builder.template.path),
-                "template_hash": builder.template.hash,
-                "params": params,
-            }
-        )
+        entry = {
+            "name": m.name,
+            "endpoint": {k: v for k, v in asdict(m.endpoint).items() if k != "api_key_env"},
+            "profile": profile_for(m.endpoint).name,
+            "template": str(builder.template.path),
+            "template_hash": builder.template.hash,
+            "params": params,
+        }
+        multi = MultiBuilder.for_member(task, m, builder)
+        if multi is not None:  # K items a request: the template that renders them
+            entry.update(multi_template=str(multi.template.path), multi_template_hash=multi.template.hash)
+        members.append(entry)
     return {
         "run_id": run_id,
         "task": task.name,
@@ -84,7 +87,9 @@ def build_manifest(task: TaskConfig, input_path: Path, run_id: str) -> dict[str,
 
 @contextlib.asynccontextmanager
 async def open_backends(task: TaskConfig) -> AsyncIterator[dict[str, Backend]]:
-    """One backend per member; the embedded server is started once per local model, and stopped."""
+    """One backend per member; the embedded server is started once per local model, and stopped. A member
+    with several endpoints gets an EndpointPool over one backend per replica."""
+    from labeler.label.endpoints import EndpointPool
     from labeler.label.local import LocalServer
 
     async with contextlib.AsyncExitStack() as stack:
@@ -92,6 +97,15 @@ async def open_backends(task: TaskConfig) -> AsyncIterator[dict[str, Backend]]:
         backends: dict[str, Backend] = {}
         for m in task.members:
             ep = m.endpoint
+            if ep.endpoints:
+
+                def replica(r: Endpoint) -> Backend:
+                    return OpenAIBackend(base_url=r.base_url, api_key=r.api_key(), timeout=r.timeout)
+
+                pool = EndpointPool.from_endpoint(ep, replica)
+                stack.push_async_callback(pool.aclose)
+                backends[m.name] = pool
+                continue
             base_url = ep.base_url
             if base_url == LOCAL:
                 if ep.model not in local_urls:
@@ -121,21 +135,27 @@ async def _label(
     cache = Cache(cache_path(store.run_dir))
     start = time.monotonic()
     try:
-        pending = sum(store.count_pending(m.name, retry_failed=retry_failed) for m in task.members)
-        total = pending if limit is None else min(pending, limit * len(task.members))
-        progress = Progress(total) if show_progress else None
         async with open_backends(task) as backends, _graceful_stop() as stop:
+            online = True
+            if task.batch.enabled:  # the Batch API first; what it leaves goes one item a request, with retries
+                online = await _batches(task, store, cache, stop=stop, limit=limit, show_progress=show_progress)
+                retry_failed = True
+            pending = sum(store.count_pending(m.name, retry_failed=retry_failed) for m in task.members)
+            total = pending if limit is None else min(pending, limit * len(task.members))
+            progress = Progress(total) if show_progress and online and pending else None
             try:
-                await label_pending(
-                    task,
-                    store,
-                    cache,
-                    backends,
-                    limit=limit,
-                    retry_failed=retry_failed,
-                    progress=progress,
-                    stop=stop,
-                )
+                if online and not stop.is_set():
+                    await label_pending(
+                        task,
+                        store,
+                        cache,
+                        backends,
+                        limit=limit,
+                        retry_failed=retry_failed,
+                        progress=progress,
+                        stop=stop,
+                        single=task.batch.enabled,
+                    )
             finally:
                 if progress is not None:
                     progress.finish()
@@ -145,6 +165,37 @@ async def _label(
     if stop.is_set():
         raise KeyboardInterrupt  # the CLI says how to resume and exits 130
     return summarize(store, time.monotonic() - start)
+
+
+async def _batches(
+    task: TaskConfig, store: RunStore, cache: Cache, *, stop: asyncio.Event, limit: int | None, show_progress: bool
+) -> bool:
+    """Plan, submit, poll and ingest the run's batches (labeler.label.batch_api); True once none is running."""
+    from labeler.label.batch_api import BatchRun
+
+    batches = BatchRun(task, store, cache, show_progress=show_progress)
+    try:
+        return await batches.run(stop=stop, limit=limit)
+    finally:
+        await batches.aclose()
+
+
+async def cancel_run(run_dir: Path) -> list[str]:
+    """`labeler cancel RUN_DIR`: cancel the run's batches still running (one line per part)."""
+    from labeler.label.batch_api import BatchRun
+
+    if not (run_dir / "manifest.json").exists():
+        RunStore.open(run_dir)  # raises the one-line "not a run directory" error
+    with RunLock(run_dir):
+        store = RunStore.open(run_dir)
+        cache = Cache(cache_path(run_dir))
+        batches = BatchRun(store.task(), store, cache)
+        try:
+            return await batches.cancel()
+        finally:
+            await batches.aclose()
+            cache.close()
+            store.close()
 
 
 @contextlib.asynccontextmanager

@@ -1,10 +1,12 @@
 """Progress: a one-line bar on a terminal (done/total, labels/s, ETA, dollars so far), plain log
-lines every few seconds otherwise."""
+lines every few seconds otherwise. With adaptive or pooled concurrency, `gauge` (set by the runner)
+says the current limit, shown on the line."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 
@@ -20,6 +22,7 @@ class Progress:
         self.failed = 0
         self.cached = 0
         self.dollars = 0.0
+        self.gauge: Callable[[], str | None] | None = None  # e.g. "concurrency 12"
 
     def update(self, *, status: str, cost: float, cached: bool) -> None:
         self.done += 1
@@ -38,9 +41,10 @@ class Progress:
         eta = left / rate if rate > 0 else float("inf")
         eta_s = "--" if eta == float("inf") else time.strftime("%H:%M:%S", time.gmtime(eta))
         pct = 100.0 * self.done / self.total if self.total else 100.0
+        shown = self.gauge() if self.gauge is not None else None
         return (
             f"{self.done}/{self.total} ({pct:.0f}%)  {rate:.1f} labels/s  ETA {eta_s}  "
-            f"${self.dollars:.4f}  failed {self.failed}  cached {self.cached}"
+            f"${self.dollars:.4f}  failed {self.failed}  cached {self.cached}" + (f"  {shown}" if shown else "")
         )
 
     def _emit(self, *, final: bool) -> None:

@@ -11,7 +11,13 @@ random sentinel before compiling, and the rendered text is split on the sentinel
 instructions) stays plain text in its message and cannot open a new turn.
 
 Variables: task (name), instructions, labels (name, description), label_names, examples (text,
-label), text, answer ("json" or "label"), verbalized (bool: ask for a confidence in the JSON).
+label, name), text, answer ("json" or "label"), verbalized (bool: ask for a confidence in the JSON),
+answer_words (what the model may answer: the label names, or the task's answer words).
+
+Answer words (`[task] answers`, a verbalizer): the grammar or JSON enum offers the words, an example's
+`label` renders as its label's first word (`name` keeps the label), and the answer's word maps back to
+its label (labeler.label.parse). Few-shot examples come from labeler.label.examples: the same for every
+item (fixed, balanced) or chosen per item (knn, mmr — which defeats a server's shared-prefix cache).
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from labeler.config import Member, TaskConfig
 from labeler.errors import TemplateError
+from labeler.label.examples import Selector, build_selector
+from labeler.label.parse import parse_choice
 from labeler.label.profiles import ModelProfile, profile_for
-from labeler.types import Message, Request
+from labeler.types import Answer, Choice, Example, Message, Request
 
 _ROLES = "system|user|assistant"
 _MARKER = re.compile(rf"^\[\[({_ROLES})\]\]\s*$", re.MULTILINE)
@@ -106,16 +114,33 @@ def answer_format(task: TaskConfig, profile: ModelProfile) -> str:
     return "json" if "verbalized" in task.confidence.methods else profile.answer
 
 
-def template_vars(task: TaskConfig, profile: ModelProfile, text: str) -> dict[str, Any]:
+def answer_words(task: TaskConfig) -> tuple[str, ...]:
+    """What the model may answer: the answer words of `[task] answers`, else the label names."""
+    return tuple(w for w, _ in task.quality.answers) or task.label_names
+
+
+def example_vars(task: TaskConfig, examples: tuple[Example, ...]) -> list[dict[str, str]]:
+    """Examples as template variables: `label` is what the model should answer (the label's first answer
+    word), `name` the label itself."""
+    first: dict[str, str] = {}
+    for word, label in task.quality.answers:
+        first.setdefault(label, word)
+    return [{"text": e.text, "label": first.get(e.label, e.label), "name": e.label} for e in examples]
+
+
+def template_vars(
+    task: TaskConfig, profile: ModelProfile, text: str, *, examples: tuple[Example, ...] | None = None
+) -> dict[str, Any]:
     return {
         "task": task.name,
         "instructions": task.instructions,
         "labels": [{"name": lab.name, "description": lab.description} for lab in task.labels],
         "label_names": list(task.label_names),
-        "examples": [{"text": e.text, "label": e.label} for e in task.examples],
+        "examples": example_vars(task, task.examples if examples is None else examples),
         "text": text,
         "answer": answer_format(task, profile),
         "verbalized": "verbalized" in task.confidence.methods,
+        "answer_words": list(answer_words(task)),
     }
 
 
@@ -182,21 +207,39 @@ class RequestBuilder:
 
     # What is the same for every item is worked out once per builder, not once per request.
     @functools.cached_property
+    def selector(self) -> Selector:
+        return build_selector(self.task)
+
+    @functools.cached_property
     def _fixed_vars(self) -> dict[str, Any]:
-        return template_vars(self.task, self.profile, "")
+        return template_vars(self.task, self.profile, "", examples=self.selector.fixed())
+
+    @property
+    def answers(self) -> tuple[tuple[str, str], ...]:
+        """(answer word, label) pairs of the task's verbalizer; () when the model answers label names."""
+        return self.task.quality.answers
+
+    def parse(self, choice: Choice) -> Answer:
+        """The answer in `choice`, its word mapped to its label (labeler.label.parse)."""
+        json_answer = answer_format(self.task, self.profile) == "json"
+        return parse_choice(choice, self.task.label_names, json_answer=json_answer, answers=self.answers)
 
     @functools.cached_property
     def _constraint(self) -> tuple[dict[str, Any] | None, str | None, bool]:
         """(response_format, grammar, ask for logprobs)."""
         verbalized = "verbalized" in self.task.confidence.methods
         fmt = grammar = None
+        words = answer_words(self.task)
         if self.profile.structured == "json_schema":
-            fmt = json_schema(self.task.label_names, verbalized)
+            fmt = json_schema(words, verbalized)
         elif self.profile.structured == "grammar":
-            grammar = label_grammar(self.task.label_names, answer_format(self.task, self.profile), verbalized)
+            grammar = label_grammar(words, answer_format(self.task, self.profile), verbalized)
         return fmt, grammar, self.profile.logprobs and "logprob" in self.task.confidence.methods
 
     def messages(self, text: str) -> tuple[Message, ...]:
+        if self.selector.per_item:  # this item's own examples: a different prompt prefix for every item
+            examples = example_vars(self.task, self.selector.select(text))
+            return render(self.template, {**self._fixed_vars, "text": text, "examples": examples})
         return render(self.template, {**self._fixed_vars, "text": text})
 
     def build(self, text: str, *, temperature: float | None = None, n: int = 1, seed: int | None = None) -> Request:

@@ -4,25 +4,33 @@ For one item and one member: truncate the text to the token budget, build the re
 answer from the cache or from the backend (through the limiter and the retry layer), parse it,
 re-ask once if it is not a label, draw self-consistency samples if asked, and write one ItemResult
 (labeled, or failed with the raw output and the reason). Nothing is dropped.
+
+With `items_per_request = K` a worker takes K items at a time and asks them in one request
+(labeler.label.multi); each item is stored, costed (its share of the tokens) and cached on its own, and
+an item the answer misses or garbles is asked again alone, through the path above. Requests in flight
+are bounded by the member's limiter (fixed, or adaptive: labeler.label.adaptive) or, for a member with
+several endpoints, by the pool that routes them (labeler.label.endpoints).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from labeler.confidence.distributions import pick_confidence, verbalized_dist, vote_dist
 from labeler.config import Member, TaskConfig
 from labeler.errors import BackendError, FatalError, LabelerError, RetryableError, TemplateError
 from labeler.label import tokens
+from labeler.label.adaptive import AdaptiveLimiter, FixedLimiter, PassThrough, make_limiter
 from labeler.label.backends import Backend
-from labeler.label.parse import parse_choice
+from labeler.label.multi import MultiBuilder, item_completion, read_cached, shares
 from labeler.label.profiles import profile_for
 from labeler.label.progress import Progress
 from labeler.label.prompts import RequestBuilder, answer_format
-from labeler.label.retry import Limiter, call_with_retry
+from labeler.label.retry import call_with_retry
 from labeler.store import Cache, RunStore
 from labeler.types import Answer, Completion, Item, ItemResult, Message, Request
 
@@ -47,7 +55,8 @@ class MemberWorker:
     backend: Backend
     cache: Cache
     builder: RequestBuilder = field(init=False)
-    limiter: Limiter = field(init=False)
+    limiter: FixedLimiter | AdaptiveLimiter | PassThrough = field(init=False)
+    multi: MultiBuilder | None = field(init=False)
     consecutive_failures: int = 0
     # items in a row that the server rejected outright with the same status (400, 422, ...), and it
     consecutive_fatal: int = 0
@@ -56,18 +65,21 @@ class MemberWorker:
     def __post_init__(self) -> None:
         ep = self.member.endpoint
         self.builder = RequestBuilder.for_member(self.task, self.member)
-        self.limiter = Limiter(ep.concurrency, ep.requests_per_minute, ep.tokens_per_minute)
+        pool = getattr(self.backend, "limits_itself", False)  # an EndpointPool: each replica has its limits
+        self.limiter = PassThrough(self.backend) if pool else make_limiter(ep)
+        self.multi = MultiBuilder.for_member(self.task, self.member, self.builder)
         self.json_answer = answer_format(self.task, self.builder.profile) == "json"
         self.labels = self.task.label_names
 
-    async def _complete(self, request: Request, spend: Spend) -> tuple[Completion, str]:
+    async def _complete(self, request: Request, spend: Spend, *, use_cache: bool = True) -> tuple[Completion, str]:
         key = request.cache_key()
-        hit = self.cache.get(key)
-        if hit is not None:
-            return hit, key
+        if use_cache:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit, key
         ep = self.member.endpoint
         est = 0  # counting the prompt's tokens costs as much as the rest of the request: only for a limit
-        if ep.tokens_per_minute > 0:
+        if ep.tokens_per_minute > 0 and not isinstance(self.limiter, PassThrough):
             est = tokens.count("".join(m.content for m in request.messages), request.model) + request.max_tokens
 
         async def once() -> Completion:
@@ -90,7 +102,7 @@ class MemberWorker:
     async def _ask(self, request: Request, spend: Spend) -> tuple[Answer, str | None]:
         """The first choice's answer, re-asking once if it is not a label. Caches only parsed answers."""
         completion, key = await self._complete(request, spend)
-        answer = parse_choice(completion.choices[0], self.labels, json_answer=self.json_answer)
+        answer = self.builder.parse(completion.choices[0])
         if answer.label is not None:
             self.cache.put(key, completion)
             return answer, key
@@ -103,7 +115,7 @@ class MemberWorker:
             ),
         )
         completion2, key2 = await self._complete(reask, spend)
-        answer2 = parse_choice(completion2.choices[0], self.labels, json_answer=self.json_answer)
+        answer2 = self.builder.parse(completion2.choices[0])
         if answer2.label is not None:
             self.cache.put(key2, completion2)
             return answer2, key2
@@ -116,7 +128,7 @@ class MemberWorker:
         if prof.supports_n:
             req = self.builder.build(text, temperature=cfg.sample_temperature, n=cfg.samples, seed=None)
             completion, key = await self._complete(req, spend)
-            votes = [parse_choice(c, self.labels, json_answer=self.json_answer).label for c in completion.choices]
+            votes = [self.builder.parse(c).label for c in completion.choices]
             if any(v is not None for v in votes):
                 self.cache.put(key, completion)
             return votes
@@ -126,15 +138,16 @@ class MemberWorker:
 
     async def _ask_quiet(self, request: Request, spend: Spend) -> str | None:
         completion, key = await self._complete(request, spend)
-        label = parse_choice(completion.choices[0], self.labels, json_answer=self.json_answer).label
+        label = self.builder.parse(completion.choices[0]).label
         if label is not None:
             self.cache.put(key, completion)
         return label
 
-    async def label(self, item: Item) -> ItemResult:
+    async def label(self, item: Item, *, prior: Spend | None = None) -> ItemResult:
+        """One item alone. `prior`: what was spent on it already (its share of a multi-item request)."""
         ep = self.member.endpoint
         text, truncated = tokens.truncate(item.text, self.task.max_input_tokens, ep.model)
-        spend = Spend()
+        spend = prior or Spend()
         base = ItemResult(item_id=item.id, member=self.member.name, status="failed", model=ep.model)
         try:
             try:
@@ -142,50 +155,118 @@ class MemberWorker:
             except TemplateError as exc:  # a branch of the template only this item's text reaches
                 raise TemplateError(f"item {item.id!r} (row {item.row}): {exc}") from None
             answer, key = await self._ask(request, spend)
-            dists: dict[str, Mapping[str, float]] = {}
-            methods = self.task.confidence.methods
-            if answer.label is not None:
-                if "logprob" in methods and answer.label_probs is not None:
-                    dists["logprob"] = dict(answer.label_probs)
-                if "verbalized" in methods and answer.verbalized is not None:
-                    dists["verbalized"] = verbalized_dist(answer.label, answer.verbalized, self.labels)
-                if "consistency" in methods:
-                    shares = vote_dist(await self._samples(text, spend), self.labels)
-                    if shares is not None:
-                        dists["consistency"] = shares
-        except FatalError as exc:
-            if exc.status == 401:
-                raise FatalError(
-                    f"{ep.base_url} rejected the API key (401); set the environment variable {ep.api_key_env} "
-                    "to a valid key (or model.api_key_env to the variable that holds it)",
-                    status=401,
-                    request_id=exc.request_id,
-                ) from exc
-            if exc.status in ABORT_STATUSES:
-                raise
-            same = self.last_fatal is not None and self.last_fatal.status == exc.status
-            self.consecutive_fatal = self.consecutive_fatal + 1 if same else 1
-            self.last_fatal = exc
-            return self._done(replace(base, reason=str(exc)), spend)
-        except RetryableError as exc:
-            self.consecutive_fatal, self.last_fatal = 0, None
-            return self._done(
-                replace(base, reason=f"gave up after {self.task.retry.max_attempts} attempts: {exc}"), spend
-            )
+            dists = await self._dists(answer, text, spend) if answer.label is not None else {}
+        except (FatalError, RetryableError) as exc:
+            return self._done(self._failed(exc, base), spend)
         self.consecutive_fatal, self.last_fatal = 0, None
         if answer.label is None:
             return self._done(replace(base, reason=answer.error, raw=answer.raw), spend)
-        result = replace(
-            base,
-            status="labeled",
-            label=answer.label,
-            confidence=pick_confidence(answer.label, dists, self.task.confidence.methods),
-            distributions=dists,
-            raw=answer.raw,
-            cache_key=key,
-            reason="input truncated to the token budget" if truncated else None,
-        )
-        return self._done(result, spend)
+        return self._done(labeled(base, answer, dists, key, truncated, self.task.confidence.methods), spend)
+
+    async def _dists(self, answer: Answer, text: str, spend: Spend) -> dict[str, Mapping[str, float]]:
+        """The confidence distributions of a labeled answer (drawing self-consistency samples if asked)."""
+        assert answer.label is not None
+        dists = answer_dists(answer, self.task.confidence.methods, self.labels)
+        if "consistency" in self.task.confidence.methods:
+            votes = vote_dist(await self._samples(text, spend), self.labels)
+            if votes is not None:
+                dists["consistency"] = votes
+        return dists
+
+    def _failed(self, exc: FatalError | RetryableError, base: ItemResult) -> ItemResult:
+        """The failed result of an error that retrying did not fix; raises what must stop the run."""
+        ep = self.member.endpoint
+        if isinstance(exc, RetryableError):
+            self.consecutive_fatal, self.last_fatal = 0, None
+            return replace(base, reason=f"gave up after {self.task.retry.max_attempts} attempts: {exc}")
+        if exc.status == 401:
+            raise FatalError(
+                f"{ep.base_url} rejected the API key (401); set the environment variable {ep.api_key_env} "
+                "to a valid key (or model.api_key_env to the variable that holds it)",
+                status=401,
+                request_id=exc.request_id,
+            ) from exc
+        if exc.status in ABORT_STATUSES:
+            raise exc
+        same = self.last_fatal is not None and self.last_fatal.status == exc.status
+        self.consecutive_fatal = self.consecutive_fatal + 1 if same else 1
+        self.last_fatal = exc
+        return replace(base, reason=str(exc))
+
+    def _base(self, item_id: str) -> ItemResult:
+        return ItemResult(item_id=item_id, member=self.member.name, status="failed", model=self.member.endpoint.model)
+
+    async def label_group(self, items: Sequence[Item]) -> list[ItemResult]:
+        """Up to K items in one request (labeler.label.multi); each answered item is stored and cached on its
+        own, with its share of the tokens; an item the answer misses or garbles is asked again alone."""
+        multi = self.multi
+        assert multi is not None
+        out: dict[int, ItemResult] = {}
+        todo: list[tuple[int, Item, str, bool, str]] = []  # (position, item, text, truncated, cache key)
+        for n, item in enumerate(items):
+            text, truncated = tokens.truncate(item.text, self.task.max_input_tokens, self.member.endpoint.model)
+            key = multi.identity(text)
+            hit = self.cache.get(key)
+            want = "logprob" in self.task.confidence.methods
+            answer = None if hit is None else read_cached(hit, self.labels, want_probs=want)
+            if answer is None or answer.label is None:
+                todo.append((n, item, text, truncated, key))
+            else:
+                out[n] = await self._accepted(item, answer, text, truncated, key, Spend())
+        if not todo:
+            return [out[n] for n in range(len(items))]
+        spend = Spend()
+        try:
+            request = multi.build([text for _, _, text, _, _ in todo])
+            completion, _ = await self._complete(request, spend, use_cache=False)
+        except TemplateError:  # a branch only one item's text reaches: asked alone, the error names the item
+            for n, item, *_ in todo:
+                out[n] = await self.label(item)
+            return [out[n] for n in range(len(items))]
+        except (FatalError, RetryableError) as exc:
+            for (n, item, *_), share in zip(todo, spend_shares(spend, len(todo)), strict=True):
+                out[n] = self._done(self._failed(exc, self._base(item.id)), share)
+            return [out[n] for n in range(len(items))]
+        accepted = self.accept_group([key for *_, key in todo], completion, spend)
+        for (n, item, text, truncated, key), (answer, share) in zip(todo, accepted, strict=True):
+            if answer is None:
+                out[n] = await self.label(item, prior=share)
+            else:
+                out[n] = await self._accepted(item, answer, text, truncated, key, share)
+        return [out[n] for n in range(len(items))]
+
+    async def _accepted(
+        self, item: Item, answer: Answer, text: str, truncated: bool, key: str, spend: Spend
+    ) -> ItemResult:
+        """The result of an item a multi-item answer (or its cache entry) labeled."""
+        try:
+            dists = await self._dists(answer, text, spend)
+        except (FatalError, RetryableError) as exc:
+            return self._done(self._failed(exc, self._base(item.id)), spend)
+        self.consecutive_fatal, self.last_fatal = 0, None
+        methods = self.task.confidence.methods
+        return self._done(labeled(self._base(item.id), answer, dists, key, truncated, methods), spend)
+
+    def accept_group(
+        self, keys: Sequence[str], completion: Completion, spend: Spend
+    ) -> list[tuple[Answer | None, Spend]]:
+        """Per item of a multi-item completion (in request order, `keys` their cache keys): its answer, or None
+        when it must be asked again alone, and its share of `spend`. Answered items are cached."""
+        assert self.multi is not None
+        n = len(keys)
+        found = self.multi.parse(completion.choices[0], n)
+        ins, outs = shares(completion.input_tokens, n), shares(completion.output_tokens, n)
+        out: list[tuple[Answer | None, Spend]] = []
+        for j, (key, share, f) in enumerate(zip(keys, spend_shares(spend, n), found, strict=True)):
+            if f is None or f.answer.label is None:
+                out.append((None, share))
+                continue
+            entry = item_completion(
+                f, input_tokens=ins[j], output_tokens=outs[j], model=completion.model, rid=completion.request_id
+            )
+            self.cache.put(key, entry)
+            out.append((f.answer, share))
+        return out
 
     def _done(self, result: ItemResult, spend: Spend) -> ItemResult:
         return replace(
@@ -196,6 +277,44 @@ class MemberWorker:
             attempts=spend.attempts,
             cached=spend.cached and spend.attempts == 0 and result.status == "labeled",
         )
+
+
+def spend_shares(spend: Spend, n: int) -> list[Spend]:
+    """`spend` split over the n items of one request: tokens in integer shares that sum to it."""
+    ins, outs = shares(spend.input_tokens, n), shares(spend.output_tokens, n)
+    return [Spend(ins[j], outs[j], spend.cost / n, spend.attempts, cached=False) for j in range(n)]
+
+
+def answer_dists(answer: Answer, methods: Sequence[str], labels: Sequence[str]) -> dict[str, Mapping[str, float]]:
+    """The distributions a labeled answer carries itself: logprob and verbalized."""
+    assert answer.label is not None
+    dists: dict[str, Mapping[str, float]] = {}
+    if "logprob" in methods and answer.label_probs is not None:
+        dists["logprob"] = dict(answer.label_probs)
+    if "verbalized" in methods and answer.verbalized is not None:
+        dists["verbalized"] = verbalized_dist(answer.label, answer.verbalized, labels)
+    return dists
+
+
+def labeled(
+    base: ItemResult,
+    answer: Answer,
+    dists: Mapping[str, Mapping[str, float]],
+    key: str | None,
+    truncated: bool,
+    methods: Sequence[str],
+) -> ItemResult:
+    assert answer.label is not None
+    return replace(
+        base,
+        status="labeled",
+        label=answer.label,
+        confidence=pick_confidence(answer.label, dists, methods),
+        distributions=dists,
+        raw=answer.raw,
+        cache_key=key,
+        reason="input truncated to the token budget" if truncated else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -226,44 +345,58 @@ async def label_pending(
     progress: Progress | None = None,
     breaker: int = 25,
     stop: asyncio.Event | None = None,
+    single: bool = False,
 ) -> None:
     """Label every pending (item, member) pair. Raises BackendError if a member's server keeps failing
     (`breaker` items in a row) or rejects us outright; what was stored so far stays stored. Once `stop`
-    is set, workers finish the item they hold (its answer is paid for: keep it) and take no more."""
+    is set, workers finish the items they hold (their answers are paid for: keep them) and take no more.
+    `single`: one item a request even if the member asks K (the items a Batch API run left over)."""
+    workers: list[MemberWorker] = []
+    if progress is not None:
+        progress.gauge = lambda: _gauge(workers)
 
     async def run_member(member: Member) -> None:
         worker = MemberWorker(task, member, backends[member.name], cache)
+        workers.append(worker)
+        k = 1 if single or worker.multi is None else worker.multi.k
         it = _take(store.pending(member.name, retry_failed=retry_failed), limit)
         flagged: set[str] = set()
 
         async def loop() -> None:
             me = asyncio.current_task()
-            for item in it:  # workers share one iterator; next() never awaits, so no item is taken twice
+            for first in it:  # workers share one iterator; next() never awaits, so no item is taken twice
                 if stop is not None and stop.is_set():
                     return
                 if me is not None and me.cancelling():  # cancelled, and a library below ate the cancel
                     raise asyncio.CancelledError
-                result = await worker.label(item)
-                store.put_result(result)
-                if result.reason and "truncated" in result.reason and item.id not in flagged:
-                    flagged.add(item.id)
-                    store.set_flags(item.id, (*item.flags, "truncated"))
-                if progress is not None:
-                    progress.update(status=result.status, cost=result.cost, cached=result.cached)
-                if worker.consecutive_fatal >= breaker and worker.last_fatal is not None:
-                    raise _rejected_everything(task, member, worker.consecutive_fatal, worker.last_fatal, store)
-                if result.status == "failed" and result.reason and result.reason.startswith("gave up"):
-                    worker.consecutive_failures += 1
-                    if worker.consecutive_failures >= breaker:
-                        raise BackendError(
-                            f"{member.endpoint.base_url} failed {breaker} items in a row ({result.reason}); "
-                            f"check the server, then `labeler resume {store.run_dir}`"
-                        )
-                else:
-                    worker.consecutive_failures = 0
+                if k == 1:
+                    one(first, await worker.label(first))
+                    continue
+                group = [first, *itertools.islice(it, k - 1)]
+                for item, result in zip(group, await worker.label_group(group), strict=True):
+                    one(item, result)
+
+        def one(item: Item, result: ItemResult) -> None:
+            store.put_result(result)
+            if result.reason and "truncated" in result.reason and item.id not in flagged:
+                flagged.add(item.id)
+                store.set_flags(item.id, (*item.flags, "truncated"))
+            if progress is not None:
+                progress.update(status=result.status, cost=result.cost, cached=result.cached)
+            if worker.consecutive_fatal >= breaker and worker.last_fatal is not None:
+                raise _rejected_everything(task, member, worker.consecutive_fatal, worker.last_fatal, store)
+            if result.status == "failed" and result.reason and result.reason.startswith("gave up"):
+                worker.consecutive_failures += 1
+                if worker.consecutive_failures >= breaker:
+                    raise BackendError(
+                        f"{member.endpoint.base_url} failed {breaker} items in a row ({result.reason}); "
+                        f"check the server, then `labeler resume {store.run_dir}`"
+                    )
+            else:
+                worker.consecutive_failures = 0
 
         async with asyncio.TaskGroup() as tg:
-            for _ in range(member.endpoint.concurrency):
+            for _ in range(worker.limiter.max_slots):
                 tg.create_task(loop())
 
     try:
@@ -275,6 +408,12 @@ async def label_pending(
     finally:  # results are group-committed: whatever happened, commit what was answered
         store.flush()
         cache.flush()
+
+
+def _gauge(workers: Sequence[MemberWorker]) -> str | None:
+    """What the progress line shows of adaptive or pooled concurrency: the limit now, summed over members."""
+    values = [g for w in workers if (g := w.limiter.gauge()) is not None]
+    return f"concurrency {sum(values)}" if values else None
 
 
 def _rejected_everything(task: TaskConfig, member: Member, n: int, last: FatalError, store: RunStore) -> FatalError:

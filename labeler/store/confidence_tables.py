@@ -32,6 +32,7 @@ class ConfidenceTables(Tables):
                         c.divergence,
                         int(c.disagree),
                         json.dumps(dict(c.member_labels)),
+                        c.raw_label,
                     )
                 )
                 if len(buf) >= batch:
@@ -44,7 +45,7 @@ class ConfidenceTables(Tables):
     def _insert_combined(self, buf: list[tuple[Any, ...]]) -> int:
         self.conn.executemany(
             "INSERT INTO combined (item_id, label, confidence, distribution, vote_share, entropy, divergence,"
-            " disagree, member_labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " disagree, member_labels, raw_label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             buf,
         )
         n = len(buf)

@@ -43,9 +43,22 @@ def combined_row(r: Mapping[str, Any] | sqlite3.Row, prefix: str) -> CombinedRow
             "disagree",
             "member_labels",
             "calibrated",
+            "raw_label",
         )
         if not prefix
-        else ("iid", "c_label", "c_conf", "c_dist", "c_share", "c_entropy", "c_div", "c_disagree", "c_members", "c_cal")
+        else (
+            "iid",
+            "c_label",
+            "c_conf",
+            "c_dist",
+            "c_share",
+            "c_entropy",
+            "c_div",
+            "c_disagree",
+            "c_members",
+            "c_cal",
+            "c_raw",
+        )
     )
     v = [r[n] for n in names]
     return CombinedRow(
@@ -59,6 +72,7 @@ def combined_row(r: Mapping[str, Any] | sqlite3.Row, prefix: str) -> CombinedRow
         disagree=bool(v[7]),
         member_labels=json.loads(v[8] or "{}"),
         calibrated=v[9],
+        raw_label=v[10],
     )
 
 

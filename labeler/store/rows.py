@@ -45,6 +45,7 @@ class CombinedRow:
     disagree: bool
     member_labels: Mapping[str, str | None]
     calibrated: float | None = None  # the calibrated confidence of `label`, when a calibrator is stored
+    raw_label: str | None = None  # the label before the run's bias correction (None: no correction applied)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@
         calibrated_oof out-of-fold calibrated values of the human-labelled items (kept across re-combines)
         queue          the routed items; audit_strata: the random audit's strata
         reviews        one row per (item, reviewer)
+        corrections, tunings   the bias correction every combine applies, and `labeler tune`'s reports
+        batch_parts, batch_requests, batch_items   the Batch API's files, batches and requests
     <runs root>/cache.sqlite      responses keyed by Request.cache_key(), shared by all runs (store.cache)
 
 Every method reads or writes typed rows (labeler.store.rows); `transaction()` groups writes.
@@ -33,6 +35,8 @@ from typing import Any
 from labeler.config import TaskConfig, parse_config
 from labeler.errors import InputError, RunStoreError
 from labeler.inputs import Row
+from labeler.store.batch_tables import MIGRATION as BATCH_MIGRATION
+from labeler.store.batch_tables import BatchTables
 from labeler.store.confidence_tables import ConfidenceTables
 from labeler.store.db import connect, migrate
 from labeler.store.decode import item_rows as decode_item_rows
@@ -41,6 +45,7 @@ from labeler.store.rows import (
     ItemRows,
     Review,
 )
+from labeler.store.tune_tables import TuneTables
 from labeler.types import Item, ItemResult
 
 MIGRATIONS: list[str] = [
@@ -88,6 +93,15 @@ MIGRATIONS: list[str] = [
     CREATE TABLE calibrated_oof (method TEXT NOT NULL, item_id TEXT NOT NULL, value REAL NOT NULL,
         PRIMARY KEY (method, item_id));
     """,
+    # 4: the quality loop (labeler.store.tune_tables): the bias correction, the tunings, the raw label
+    """
+    ALTER TABLE combined ADD COLUMN raw_label TEXT;
+    CREATE TABLE corrections (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, params TEXT NOT NULL,
+        fitted_at REAL NOT NULL, active INTEGER NOT NULL DEFAULT 1);
+    CREATE TABLE tunings (id INTEGER PRIMARY KEY, created REAL NOT NULL, report TEXT NOT NULL);
+    """,
+    # 5: the Batch API's parts and requests (labeler.store.batch_tables)
+    BATCH_MIGRATION,
 ]
 
 
@@ -95,7 +109,7 @@ _RESULT_FIELDS = tuple(f.name for f in fields(ItemResult))
 _SUMMED = frozenset({"input_tokens", "output_tokens", "cost", "attempts"})
 
 
-class RunStore(ConfidenceTables, ReviewTables):
+class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
     def __init__(self, run_dir: Path, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
         self.run_dir = run_dir
@@ -209,6 +223,14 @@ class RunStore(ConfidenceTables, ReviewTables):
             seen[r.item.id] = r.item.row
         raise InputError("duplicate ids in the input; make ids unique")
 
+    def hold_out_gold(self) -> dict[str, str]:
+        """Remove the gold column from the run and return it (id -> gold): for studies that treat the gold
+        labels as held-out truth, so no stage can use them as human labels."""
+        gold = self.gold_labels()
+        with self.transaction():
+            self.conn.execute("UPDATE items SET gold = NULL")
+        return gold
+
     def set_flags(self, item_id: str, flags: Iterable[str]) -> None:
         self.conn.execute("UPDATE items SET flags = ? WHERE id = ?", (",".join(sorted(set(flags))), item_id))
 
@@ -300,7 +322,7 @@ class RunStore(ConfidenceTables, ReviewTables):
         cur = self.conn.execute(
             "SELECT i.ord, i.id AS iid, i.text, i.flags, i.gold, r.*, c.label AS c_label, c.confidence AS c_conf,"
             " c.distribution AS c_dist, c.vote_share AS c_share, c.entropy AS c_entropy, c.divergence AS c_div,"
-            " c.disagree AS c_disagree, c.member_labels AS c_members, c.calibrated AS c_cal"
+            " c.disagree AS c_disagree, c.member_labels AS c_members, c.calibrated AS c_cal, c.raw_label AS c_raw"
             " FROM items i JOIN results r ON r.item_id = i.id LEFT JOIN combined c ON c.item_id = i.id"
             " ORDER BY i.ord, r.member"
         )

@@ -1,0 +1,160 @@
+"""`labeler relabel RUN_DIR`: label the corpus again under what `labeler tune` chose, paying only for the
+prompts that changed (the response cache is keyed by the rendered prompt: an unchanged prompt is a hit).
+
+The relabeled run is a new run (default: RUN_DIR-tuned beside it) started from RUN_DIR/tuned.toml, so the
+old run stays as the "before". Its bias correction comes with the TOML ([correction]) and is applied by
+every combine; the old run's reviews, routing queue and random audit are copied in, so the audit still
+measures the new labels (the audit's design — strata by the old label, inclusion probabilities — is a
+property of the sample, valid for any labels of those items); the tuning's calibrator (fitted on the
+tuning items' held-out predictions, never on the audit) becomes the run's calibrator.
+
+Routing that learns: with calibrated confidence, the low-confidence threshold that leaves a target
+accuracy on the items not reviewed (labeler.tune.routing), checked on the audit items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labeler.confidence.run import ENSEMBLE, combine_run
+from labeler.config import load_config
+from labeler.label import pipeline
+from labeler.record import records
+from labeler.store import RunStore
+from labeler.store.rows import StoredCalibrator
+from labeler.tune.routing import audit_accuracy_above, budget_table
+from labeler.tune.run import TuneError
+
+TARGETS = (0.85, 0.9, 0.95, 0.98)
+
+
+def relabel_run(
+    run_dir: Path, *, new_dir: Path | None = None, targets: Sequence[float] | None = None, show_progress: bool = True
+) -> dict[str, Any]:
+    """Relabel RUN_DIR's corpus under its tuning (see the module docstring). Returns what was done."""
+    old = RunStore.open(run_dir)
+    try:
+        tuning = old.tuning()
+        if tuning is None or not Path(tuning["tuned_toml"]).exists():
+            raise TuneError(f"{run_dir.name} has no tuning; run `labeler tune {run_dir}` first")
+        reviews = [r for revs in old.reviews().values() for r in revs]
+        queue, strata = old.queue(), old.audit_strata()
+        seed = old.task().routing.seed
+        input_path = Path(old.manifest["input"]["path"])
+    finally:
+        old.close()
+    new_dir = new_dir or run_dir.parent / f"{run_dir.name}-tuned"
+    task = load_config(tuning["tuned_toml"])
+    started = time.monotonic()
+    if (new_dir / "manifest.json").exists():
+        summary = asyncio.run(pipeline.resume_run(new_dir, show_progress=show_progress))
+    else:
+        _, summary = asyncio.run(
+            pipeline.start_run(task, input_path=input_path, run_dir=new_dir, show_progress=show_progress)
+        )
+    store = RunStore.open(new_dir)
+    try:
+        if reviews and not store.reviews():
+            store.put_reviews(reviews)
+        if queue and not store.queue():
+            store.write_queue(queue, strata, seed=seed)
+        store.set_meta("relabeled_from", str(run_dir))
+        cal = tuning.get("calibrator")
+        if cal is not None:
+            store.put_calibrator(
+                StoredCalibrator(
+                    ENSEMBLE, cal["kind"], cal["params"], cal["cv_log_loss"], tuning["items"]["n"], time.time()
+                )
+            )
+        combine_run(store, store.task())
+        targets = tuple(targets or (task.quality.tune.target_accuracy, *TARGETS))
+        routing = routing_report(store, set(tuning["oof"]["ids"]), targets)
+        routing["target"] = targets[0]
+        report = {
+            "run_dir": str(new_dir),
+            "from": str(run_dir),
+            "seconds": round(time.monotonic() - started, 1),
+            "asked": sum(summary.counts.values()) - summary.cached,
+            "cached": summary.cached,
+            "input_tokens": summary.input_tokens,
+            "output_tokens": summary.output_tokens,
+            "cost": summary.cost,
+            "routing": routing,
+        }
+        store.put_tuning({**tuning, "relabel": report})
+        return report
+    finally:
+        store.close()
+
+
+def routing_report(store: RunStore, tuning_ids: set[str], targets: Sequence[float]) -> dict[str, Any]:
+    """Per target accuracy: the threshold on calibrated confidence and the reviews it needs, on the items
+    tuning did not use; checked on the random audit (its items with confidence ≥ the threshold)."""
+    audit = {e.item_id: e.inclusion_prob or 1.0 for e in store.queue() if e.audit}
+    from labeler.humans import read_humans
+
+    humans = read_humans(store, store.task().label_names)
+    conf, a_conf, a_ok, a_w = [], [], [], []
+    for rec in records(store):
+        c = rec.calibrated_confidence if rec.calibrated_confidence is not None else rec.confidence
+        if rec.label is None or c is None or rec.id in tuning_ids:
+            continue
+        conf.append(c)
+        truth = humans.label(rec.id)
+        if rec.id in audit and truth is not None:
+            a_conf.append(c)
+            a_ok.append(float(truth == rec.label))
+            a_w.append(1.0 / audit[rec.id])
+    rows = []
+    for t in budget_table(np.asarray(conf), sorted(set(targets))):
+        acc, low, high, n = audit_accuracy_above(np.asarray(a_conf), np.asarray(a_ok), np.asarray(a_w), t.threshold)
+        rows.append(
+            {
+                "target": t.target,
+                "threshold": t.threshold,
+                "review": t.review,
+                "n": t.n,
+                "expected_accuracy": t.expected_accuracy,
+                "audit_accuracy": acc,
+                "audit_low": low,
+                "audit_high": high,
+                "audit_n": n,
+            }
+        )
+    return {"items": len(conf), "audit_items": len(a_conf), "rows": rows}
+
+
+def format_relabel(report: Mapping[str, Any]) -> str:
+    r = report["routing"]
+    lines = [
+        f"relabeled into {report['run_dir']}: of its answers {report['cached']} came from the cache (prompts that "
+        f"did not change) and {report['asked']} were asked ({report['input_tokens']:,} + "
+        f"{report['output_tokens']:,} tokens, ${report['cost']:.4f}); {report['seconds']:.0f}s this time",
+        f"routing on the {r['items']} items tuning did not use (calibrated confidence; checked on {r['audit_items']} "
+        "random-audit items):",
+        f"{'target':>7s} {'threshold':>9s} {'review':>7s} {'expected acc.':>13s}  audit accuracy above it",
+    ]
+    for row in r["rows"]:
+        th = "all" if not np.isfinite(row["threshold"]) else f"{row['threshold']:.3f}"
+        audit = (
+            "—"
+            if not np.isfinite(row["audit_accuracy"])
+            else f"{row['audit_accuracy']:.3f} ({row['audit_low']:.3f}–{row['audit_high']:.3f}, n={row['audit_n']})"
+        )
+        share = row["review"] / row["n"] if row["n"] else 0.0
+        lines.append(
+            f"{row['target']:7.2f} {th:>9s} {row['review']:5d} ({share:4.0%}) {row['expected_accuracy']:9.3f}  {audit}"
+        )
+    first = next((row for row in r["rows"] if row["target"] == r.get("target")), None)
+    if first and np.isfinite(first["threshold"]):
+        lines.append(
+            f"for {first['target']:.0%} accuracy on the rest: labeler route {report['run_dir']} "
+            f"--threshold {first['threshold']:.3f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,386 @@
+"""`labeler tune RUN_DIR`: choose a prompt variant, a few-shot strategy and a bias correction on human labels.
+
+    1. the human labels: the run's reviews and gold column (labeler.humans' rule), or a --dev file; the
+       random audit's items are always left out, also from the few-shot pool; at most tune.max_labels
+       (a seeded random subset)
+    2. label those items and a few content-free inputs under every candidate (variants × strategies)
+       through the normal backend and cache path: what was asked before is not paid again
+    3. labeler.tune.protocol: each correction fitted inside stratified folds, macro-F1 with a bootstrap
+       interval on the held-out folds, the best candidate and correction chosen
+    4. the correction refitted on every tuning item; a calibrator fitted on the held-out predictions
+       (for routing after the relabel); all of it stored in the run (table tunings), and the tuned task
+       written to RUN_DIR/tuned.toml (with its examples in RUN_DIR/tuned_examples.jsonl)
+
+When the chosen candidate sends exactly the prompts the run was labeled with, the correction is applied
+to the run in place (stored, named in the manifest, applied by every combine). Otherwise
+`labeler relabel RUN_DIR` (labeler.tune.relabel) labels the corpus under it, paying only for prompts
+that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labeler.confidence.correct import fit_offsets_for, objective_of
+from labeler.confidence.run import combine_run, human_labels
+from labeler.config import TaskConfig
+from labeler.errors import LabelerError
+from labeler.label import pipeline
+from labeler.label.examples import task_pool
+from labeler.label.prompts import RequestBuilder
+from labeler.label.runner import MemberWorker
+from labeler.runlock import RunLock
+from labeler.store import Cache, RunStore
+from labeler.store.tune_tables import StoredCorrection
+from labeler.tune.candidates import Candidate, candidate_task, candidates, dumps_toml, tuned_config
+from labeler.tune.protocol import Score, bootstrap_indices, choose, score_candidate, stratified_folds
+from labeler.types import Example, Item, ItemResult
+
+CONTENT_FREE = ("N/A", "[MASK]", "")  # Zhao et al. 2021: inputs that say nothing about any label
+MIN_ITEMS = 20
+
+
+class TuneError(LabelerError):
+    """Tuning cannot start: too few human labels, or a run without the answers it needs."""
+
+
+@dataclass(frozen=True)
+class TuningSet:
+    ids: tuple[str, ...]
+    labels: tuple[str, ...]
+    texts: tuple[str, ...]
+    source: str
+    audit_left_out: int
+
+
+def tuning_set(
+    store: RunStore, task: TaskConfig, *, dev: Sequence[tuple[str, str]] | None, max_labels: int, seed: int
+) -> TuningSet:
+    """The human-labelled items tuning may use: never an item of the random audit."""
+    audit = {e.item_id for e in store.queue() if e.audit}
+    canon = {lab.lower(): lab for lab in task.label_names}
+    if dev is not None:
+        human = {i: canon[lab.lower()] for i, lab in dev if lab.lower() in canon}
+        source = "the --dev file"
+    else:
+        human = human_labels(store, task.label_names)
+        source = "the run's reviews and gold column"
+    texts = {r.id: r.text for r in store.item_rows() if r.id in human and r.id not in audit}
+    ids = [i for i in human if i in texts]
+    if len(ids) > max_labels:
+        ids = sorted(random.Random(seed).sample(sorted(ids), max_labels))
+    if len(ids) < MIN_ITEMS:
+        raise TuneError(
+            f"need at least {MIN_ITEMS} human-labelled items outside the random audit to tune (have {len(ids)}); "
+            "review more items, or pass --dev FILE (columns id, label)"
+        )
+    return TuningSet(
+        tuple(ids), tuple(human[i] for i in ids), tuple(texts[i] for i in ids), source, len(audit & set(human))
+    )
+
+
+@dataclass
+class Spend:
+    seconds: float = 0.0
+    asked: int = 0  # answers not in the cache
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    failed: int = 0
+    paid_input_tokens: int = 0  # the usage of every answer used, whenever it was paid (the cache keeps it)
+    paid_output_tokens: int = 0
+
+
+async def label_texts(
+    task: TaskConfig, backend: Any, cache: Cache, texts: Sequence[tuple[str, str]]
+) -> tuple[dict[str, ItemResult], Spend]:
+    """Label (id, text) pairs with the task's first member, concurrently, through the cache."""
+    worker = MemberWorker(task, task.primary, backend, cache)
+    it = iter(enumerate(texts, 1))
+    out: dict[str, ItemResult] = {}
+    spend = Spend()
+    start = time.monotonic()
+
+    async def loop() -> None:
+        for row, (item_id, text) in it:
+            r = await worker.label(Item(id=item_id, text=text, row=row))
+            out[item_id] = r
+            spend.asked += not r.cached and r.attempts > 0
+            spend.input_tokens += r.input_tokens
+            spend.output_tokens += r.output_tokens
+            spend.cost += r.cost
+            spend.failed += r.status != "labeled"
+            paid = cache.get(r.cache_key) if r.cache_key else None
+            if paid is not None:
+                spend.paid_input_tokens += paid.input_tokens
+                spend.paid_output_tokens += paid.output_tokens
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(task.primary.endpoint.concurrency):
+                tg.create_task(loop())
+    finally:
+        cache.flush()
+    spend.seconds = time.monotonic() - start
+    return out, spend
+
+
+def as_probs(r: ItemResult | None, labels: Sequence[str], methods: Sequence[str]) -> list[float]:
+    """A result's distribution over the labels: its first confidence method's, else its label one-hot;
+    uniform for a failed item."""
+    k = len(labels)
+    if r is None or r.status != "labeled" or r.label is None:
+        return [1.0 / k] * k
+    for m in methods:
+        d = r.distributions.get(m)
+        if d:
+            v = [max(float(d.get(lab, 0.0)), 0.0) for lab in labels]
+            total = sum(v)
+            if total > 0:
+                return [x / total for x in v]
+    return [1.0 if lab == r.label else 0.0 for lab in labels]
+
+
+@dataclass
+class CandidateRun:
+    candidate: Candidate
+    probs: np.ndarray
+    content_free: np.ndarray
+    spend: Spend
+    same_prompts_as_run: bool = False
+    scores: list[Score] = field(default_factory=list)
+
+
+async def _label_candidates(
+    task: TaskConfig, store: RunStore, cands: Sequence[Candidate], ts: TuningSet, pool: tuple[Example, ...]
+) -> list[CandidateRun]:
+    labels, methods = task.label_names, task.confidence.methods
+    run_builder = RequestBuilder.for_member(task, task.primary)
+    probe = ts.texts[: min(5, len(ts.texts))]
+    cache = Cache(pipeline.cache_path(store.run_dir))
+    out = []
+    try:
+        async with pipeline.open_backends(replace(task, members=(task.primary,))) as backends:
+            for c in cands:
+                ctask = candidate_task(task, c, pool=pool)
+                cf_items = [(f"content-free:{i}", t) for i, t in enumerate(CONTENT_FREE)]
+                results, spend = await label_texts(
+                    ctask, backends[task.primary.name], cache, [*zip(ts.ids, ts.texts, strict=True), *cf_items]
+                )
+                builder = RequestBuilder.for_member(ctask, ctask.primary)
+                same = all(builder.build(t).cache_key() == run_builder.build(t).cache_key() for t in probe)
+                probs = np.asarray([as_probs(results.get(i), labels, methods) for i in ts.ids])
+                cf = [results.get(i) for i, _ in cf_items]
+                cf_probs = np.asarray([as_probs(r, labels, methods) for r in cf if r is not None and r.distributions])
+                out.append(CandidateRun(c, probs, cf_probs.reshape(-1, len(labels)), spend, same))
+    finally:
+        cache.close()
+    return out
+
+
+def _fit_calibrator(best: Score, y: np.ndarray) -> dict[str, Any] | None:
+    """A calibrator of the chosen candidate's held-out corrected confidence (for routing after relabel)."""
+    from labeler.confidence.calibrators import CalData, select_calibrator
+    from labeler.errors import CalibrationError
+
+    try:
+        sel = select_calibrator(CalData(best.oof_probs, best.oof_pred, y))
+    except CalibrationError:
+        return None
+    return {"kind": sel.kind, "params": sel.calibrator.params(), "cv_log_loss": float(sel.cv_log_loss[sel.kind])}
+
+
+def tune_run(
+    run_dir: Path,
+    *,
+    dev: Sequence[tuple[str, str]] | None = None,
+    max_labels: int | None = None,
+    strategies: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+    corrections: Sequence[str] | None = None,
+    folds: int | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Tune one run (see the module docstring). Returns the report that is stored in the run."""
+    with RunLock(run_dir):
+        store = RunStore.open(run_dir)
+        try:
+            task = store.task()
+            try:
+                cands = candidates(task, strategies=strategies, variants=variants)
+            except ValueError as exc:
+                raise TuneError(f"{exc}; fix --variant") from None
+            return _tune(store, task, cands, dev, max_labels, corrections, folds, seed)
+        finally:
+            store.close()
+
+
+def _tune(
+    store: RunStore,
+    task: TaskConfig,
+    cands: Sequence[Candidate],
+    dev: Sequence[tuple[str, str]] | None,
+    max_labels: int | None,
+    corrections: Sequence[str] | None,
+    folds: int | None,
+    seed: int | None,
+) -> dict[str, Any]:
+    cfg = task.quality.tune
+    seed = cfg.seed if seed is None else seed
+    ts = tuning_set(store, task, dev=dev, max_labels=max_labels or cfg.max_labels, seed=seed)
+    audit_texts = {e.text.strip() for e in store.queue() if e.audit}
+    pool = tuple(e for e in task_pool(task) if e.text.strip() not in audit_texts)
+    started = time.monotonic()
+    runs = asyncio.run(_label_candidates(task, store, cands, ts, pool))
+    labels = task.label_names
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.asarray([index[lab] for lab in ts.labels], dtype=int)
+    n_splits = max(2, min(folds or cfg.folds, int(np.bincount(y, minlength=len(labels)).max())))
+    fold_of = stratified_folds(y, len(labels), n_splits=n_splits, seed=seed)
+    boot = bootstrap_indices(len(y), n_boot=cfg.n_boot, seed=seed)
+    kinds = tuple(corrections or cfg.corrections)
+    for r in runs:
+        r.scores = score_candidate(
+            r.candidate.name, r.probs, y, kinds=kinds, fold_of=fold_of, boot=boot, content_free=r.content_free
+        )
+    best = choose([s for r in runs for s in r.scores])
+    chosen = next(r for r in runs if r.candidate.name == best.candidate)
+    offsets = fit_offsets_for(best.correction, chosen.probs, y, content_free=chosen.content_free)
+    cf_mean = chosen.content_free.mean(axis=0) if len(chosen.content_free) else np.zeros(0)
+    correction = StoredCorrection(
+        kind=best.correction,
+        offsets={lab: round(float(b), 6) for lab, b in zip(labels, offsets, strict=True)},
+        content_free={lab: round(float(p), 6) for lab, p in zip(labels, cf_mean, strict=True)},
+        objective=objective_of(best.correction),
+        source=f"{len(ts.ids)} human labels from {ts.source} (random audit left out), run {store.run_dir.name}",
+        fitted_at=time.time(),
+    )
+    toml_path = store.run_dir / "tuned.toml"
+    examples_path = store.run_dir / "tuned_examples.jsonl"
+    examples_path.write_text(
+        "".join(json.dumps({"text": e.text, "label": e.label}, ensure_ascii=False) + "\n" for e in pool),
+        encoding="utf-8",
+    )
+    note = (
+        f"Written by `labeler tune {store.run_dir}`: candidate {best.candidate}, correction {best.correction};\n"
+        f"held-out macro-F1 {best.macro_f1:.3f} ({best.low:.3f}–{best.high:.3f}) on {len(ts.ids)} human labels "
+        f"from {ts.source}\n(random audit left out). Keep it, edit it, start runs from it: labeler run {toml_path}"
+    )
+    corr_toml = {k: v for k, v in correction.to_dict().items() if k != "fitted_at"}
+    doc = tuned_config(
+        store.manifest["config"],
+        src_dir=Path(store.manifest["config_path"]).parent,
+        dst_dir=store.run_dir,
+        candidate=chosen.candidate,
+        examples_file=examples_path,
+        correction=corr_toml,
+        note=note,
+    )
+    toml_path.write_text(dumps_toml(doc), encoding="utf-8")
+    applied = chosen.same_prompts_as_run and all(len(r.results) == 1 for r in store.item_rows())
+    if applied:  # the run already holds the chosen candidate's answers: correct it in place
+        store.put_correction(correction)
+        combine_run(store, task)
+    report = _report(store, ts, runs, best, correction, toml_path, applied, time.monotonic() - started)
+    report["calibrator"] = _fit_calibrator(best, y)
+    report["oof"] = {"ids": list(ts.ids), "pred": [labels[i] for i in best.oof_pred]}
+    store.put_tuning(report)
+    return report
+
+
+def _report(
+    store: RunStore,
+    ts: TuningSet,
+    runs: Sequence[CandidateRun],
+    best: Score,
+    correction: StoredCorrection,
+    toml_path: Path,
+    applied: bool,
+    seconds: float,
+) -> dict[str, Any]:
+    def cand(r: CandidateRun) -> dict[str, Any]:
+        s = r.spend
+        rate = s.asked / s.seconds if s.asked and s.seconds > 0 else None
+        return {
+            "name": r.candidate.name,
+            "variant": r.candidate.variant.name,
+            "strategy": r.candidate.strategy,
+            "k": r.candidate.k,
+            "seconds": round(s.seconds, 2),
+            "asked": s.asked,
+            "labels_per_s": None if rate is None else round(rate, 3),
+            "input_tokens": s.input_tokens,
+            "output_tokens": s.output_tokens,
+            "cost": s.cost,
+            "failed": s.failed,
+            "same_prompts_as_run": r.same_prompts_as_run,
+        }
+
+    return {
+        "run": store.run_dir.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "items": {"n": len(ts.ids), "source": ts.source, "audit_left_out": ts.audit_left_out},
+        "candidates": [cand(r) for r in runs],
+        "scores": [
+            {"candidate": s.candidate, "correction": s.correction, "macro_f1": s.macro_f1, "low": s.low, "high": s.high}
+            for r in runs
+            for s in r.scores
+        ],
+        "chosen": {
+            "candidate": best.candidate,
+            "correction": best.correction,
+            "macro_f1": best.macro_f1,
+            "low": best.low,
+            "high": best.high,
+        },
+        "correction": correction.to_dict(),
+        "tuned_toml": str(toml_path),
+        "applied_in_place": applied,
+        "cost": {
+            "human_labels": len(ts.ids),
+            "input_tokens": sum(r.spend.input_tokens for r in runs),
+            "output_tokens": sum(r.spend.output_tokens for r in runs),
+            "dollars": sum(r.spend.cost for r in runs),
+            "asked": sum(r.spend.asked for r in runs),
+            "paid_input_tokens": sum(r.spend.paid_input_tokens for r in runs),
+            "paid_output_tokens": sum(r.spend.paid_output_tokens for r in runs),
+            "minutes": round(seconds / 60, 2),
+        },
+    }
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    items = report["items"]
+    lines = [
+        f"tuned on {items['n']} human labels from {items['source']} "
+        f"({items['audit_left_out']} random-audit items left out); held-out macro-F1 (95% bootstrap interval):",
+        f"{'candidate':24s} {'correction':24s} {'macro-F1':>8s}  interval",
+    ]
+    for s in sorted(report["scores"], key=lambda s: -s["macro_f1"]):
+        lines.append(f"{s['candidate']:24s} {s['correction']:24s} {s['macro_f1']:8.3f}  {s['low']:.3f}–{s['high']:.3f}")
+    lines.append(f"{'candidate':24s} {'asked':>6s} {'seconds':>8s} {'labels/s':>9s}")
+    for c in report["candidates"]:
+        rate = "cached" if c["labels_per_s"] is None else f"{c['labels_per_s']:.2f}"
+        lines.append(f"{c['name']:24s} {c['asked']:6d} {c['seconds']:8.1f} {rate:>9s}")
+    ch, cost = report["chosen"], report["cost"]
+    lines.append(f"chosen: {ch['candidate']} with correction {ch['correction']} ({ch['macro_f1']:.3f})")
+    lines.append(
+        f"cost: {cost['human_labels']} human labels; this time {cost['asked']} answers asked, "
+        f"{cost['input_tokens']:,} + {cost['output_tokens']:,} tokens (${cost['dollars']:.4f}), "
+        f"{cost['minutes']:.1f} min; "
+        f"every answer used, whenever paid: {cost['paid_input_tokens']:,} + {cost['paid_output_tokens']:,} tokens"
+    )
+    lines.append(f"tuned task: {report['tuned_toml']}")
+    if report["applied_in_place"]:
+        lines.append("the run already holds these prompts' answers: the correction is applied to it in place")
+    lines.append("these scores chose the candidate: judge it on items no choice saw (the audit, after labeler relabel)")
+    return "\n".join(lines)
