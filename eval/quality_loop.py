@@ -25,6 +25,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -46,16 +47,17 @@ from labeler.tune.candidates import candidate_task, candidates  # noqa: E402
 from labeler.tune.relabel import format_relabel, relabel_run  # noqa: E402
 from labeler.tune.run import format_report, label_texts, tune_run  # noqa: E402
 
-# What each dataset's tuning tries: on a shared 2-core machine every uncached answer of the embedded
-# model costs seconds, so BBC varies the few-shot strategy and SpamAssassin the answer words.
+# What each dataset's tuning tries: every variant x strategy of the task's own [[variants]] and [tune]
+# (the BBC task: its prompt and an alternative, fixed / label-balanced / kNN examples; SpamAssassin: the
+# plain answers and answer words, fixed / kNN examples). Each candidate costs one answer per dev item.
 DATASETS: dict[str, dict[str, Any]] = {
     "bbc": {
         "task": "tasks/news_topic_tune.toml",
         "dev": 100,
         "audit_fraction": 0.1,
         "minority": None,
-        "variants": ["fewshot"],
-        "strategies": ["fixed", "balanced"],  # kNN: timed side by side (--bench), see the README
+        "variants": ["fewshot", "alt"],
+        "strategies": ["fixed", "balanced", "knn"],
     },
     "spam": {
         "task": "tasks/spam.toml",
@@ -63,7 +65,7 @@ DATASETS: dict[str, dict[str, Any]] = {
         "audit_fraction": 0.1,
         "minority": "spam",
         "variants": ["plain", "kind"],
-        "strategies": ["fixed"],
+        "strategies": ["fixed", "knn"],
     },
 }
 WORK = ROOT / "runs" / "quality"
@@ -206,6 +208,9 @@ def main() -> None:
             strategies=spec["strategies"],
         )
         print(format_report(report), flush=True)
+        stale = WORK / f"{name}-base-tuned"  # this script's own relabel of an earlier tuning: start afresh
+        if stale.exists():  # (the answers come from the cache when the prompts are the same)
+            shutil.rmtree(stale)
         relabeled = relabel_run(base, show_progress=False)
         print(format_relabel(relabeled), flush=True)
         cmp = compare(base, Path(relabeled["run_dir"]), set(dev), audit)

@@ -344,6 +344,7 @@ def parse_config(raw: dict[str, Any], *, path: Path, env: Mapping[str, str] | No
             base_dir=base_dir,
             labels=tuple(names),
             read_examples=lambda value, key: _examples(value, base_dir, set(names), key),
+            items_per_request=tuple(m.endpoint.items_per_request for m in members),
         ),
         **_scale_fields(raw, task, base_dir, tuple(members)),  # issue 13
     )

@@ -13,12 +13,17 @@
                      per prompt for the strategies other than fixed; default fewshot.k, else 8)
     [correction]     kind, offsets = {label = x}, content_free = {label = p}, objective, source: the bias
                      correction applied to every item's distribution (written by `labeler tune`)
+
+With K > 1 items a request (`model.items_per_request`, or a member's), the K items share one prompt and so
+one set of examples: per-item strategies (knn, mmr) are refused in fewshot.strategy and in an explicit
+tune.strategies, and tune.strategies defaults to fixed and balanced. Answer words need no such rule: a
+multi-item prompt offers them (labeler.label.multi).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,9 +156,11 @@ def parse_quality(
     base_dir: Path,
     labels: tuple[str, ...],
     read_examples: Callable[[Any, str], tuple[Example, ...]],
+    items_per_request: Sequence[int] = (),
 ) -> Quality:
     """The quality-loop sections of a task table. `read_examples(value, where)` reads a task.examples-style
-    value (file path or inline list) and checks its labels."""
+    value (file path or inline list) and checks its labels; `items_per_request`: each member's K, the
+    default member first (see the module docstring)."""
     answers = parse_answers("task", raw.get("task", {}).get("answers"), labels)
 
     fs = _table("fewshot", raw.get("fewshot", {}), {"strategy", "k", "pool", "mmr_lambda", "seed"})
@@ -238,4 +245,29 @@ def parse_quality(
     )
     if kind != "none" and len(correction.offsets) != len(labels):
         raise ConfigError(f"correction.offsets must give every label an offset when correction.kind = {kind!r}")
-    return Quality(answers=answers, fewshot=fewshot, variants=tuple(variants), tune=tune, correction=correction)
+    quality = Quality(answers=answers, fewshot=fewshot, variants=tuple(variants), tune=tune, correction=correction)
+    return _with_items_per_request(quality, raw, items_per_request)
+
+
+def _with_items_per_request(q: Quality, raw: Mapping[str, Any], ks: Sequence[int]) -> Quality:
+    """Per-item example strategies refused with K > 1 items a prompt (the module docstring)."""
+    big = next(((i, k) for i, k in enumerate(ks) if k > 1), None)
+    if big is None:
+        return q
+    i, k = big
+    own = i > 0 and "items_per_request" in raw.get("members", [])[i - 1]
+    key = f"members[{i - 1}].items_per_request" if own else "model.items_per_request"
+    why = f"{key} = {k} shows one set of examples to {k} items"
+    if q.fewshot.per_item:
+        raise ConfigError(
+            f'{why}, so fewshot.strategy = "{q.fewshot.strategy}" (examples chosen per item) cannot apply: '
+            f'set {key} = 1 or fewshot.strategy = "balanced"'
+        )
+    per_item = [s for s in q.tune.strategies if s in PER_ITEM_STRATEGIES]
+    if per_item and "strategies" in raw.get("tune", {}):
+        raise ConfigError(
+            f'{why}, so labeler tune cannot try "{per_item[0]}" (examples chosen per item): '
+            f"set {key} = 1 or drop it from tune.strategies"
+        )
+    strategies = tuple(s for s in q.tune.strategies if s not in PER_ITEM_STRATEGIES)
+    return replace(q, tune=replace(q.tune, strategies=strategies))

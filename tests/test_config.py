@@ -197,3 +197,31 @@ def test_examples_file_with_a_byte_order_mark(tmp_path: Path) -> None:
     (tmp_path / "ex.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "Goal!", "label": "sport"}\n')
     task = load_config(write_task(tmp_path, task={"examples": "ex.jsonl"}), env={})
     assert [(e.text, e.label) for e in task.examples] == [("Goal!", "sport")]
+
+
+# --- K items a request and per-item few-shot examples ------------------------------------------
+K4 = {"base_url": BASE_URL, "model": "test-model", "items_per_request": 4}
+
+
+@pytest.mark.parametrize(
+    ("model", "sections", "members", "named"),
+    [
+        (K4, {"fewshot": {"strategy": "knn"}}, [], 'model.items_per_request = 4 .*fewshot.strategy = "knn".*'),
+        (None, {"fewshot": {"strategy": "mmr"}}, [{"name": "big", "items_per_request": 5}], r"members\[0\]"),
+        (K4, {"tune": {"strategies": ["fixed", "mmr"]}}, [], 'cannot try "mmr".*drop it from tune.strategies'),
+    ],
+)
+def test_k_items_a_request_refuse_examples_chosen_per_item(
+    tmp_path: Path, model: dict | None, sections: dict, members: list, named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named) as err:
+        load_config(write_task(tmp_path, model=model, sections=sections, members=members), env={})
+    assert "set " in str(err.value) and "\n" not in str(err.value)  # one line naming the fix
+
+
+def test_k_items_a_request_tune_shared_examples_and_keep_answer_words(tmp_path: Path) -> None:
+    task = load_config(write_task(tmp_path, model=K4, task={"answers": {"sport": ["games"]}}), env={})
+    assert task.quality.tune.strategies == ("fixed", "balanced")  # the default, without knn and mmr
+    assert ("games", "sport") in task.quality.answers  # answer words: a multi-item prompt offers them
+    one = load_config(write_task(tmp_path / "one", sections={"fewshot": {"strategy": "knn"}}), env={})
+    assert one.quality.tune.strategies == ("fixed", "balanced", "knn", "mmr")

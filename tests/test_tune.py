@@ -127,6 +127,16 @@ def test_tune_then_relabel_on_a_biased_model(tmp_path: Path, monkeypatch: pytest
     assert right_after > right_before + 0.2  # measured on the audit, which no choice saw
     assert out["routing"]["rows"] and out["routing"]["audit_items"] == len(audit)
 
+    assert relabel_run(run_dir, show_progress=False)["asked"] == 0  # the same tuning again: a resume, nothing asked
+    toml = Path(report["tuned_toml"])  # a later tuning that chose otherwise: its relabel is not a resume
+    toml.write_text(toml.read_text(encoding="utf-8").replace('name = "', 'name = "re-', 1))  # [task] name
+    with pytest.raises(TuneError, match="relabeled under an earlier tuning; pass --run-dir DIR"):
+        relabel_run(run_dir, show_progress=False)
+    fresh = relabel_run(run_dir, new_dir=tmp_path / "runs" / "base-retuned", show_progress=False)
+    new = RunStore.open(Path(fresh["run_dir"]))
+    assert new.manifest["task"].startswith("re-")  # a new run, under the new TOML
+    new.close()
+
 
 def test_tune_needs_human_labels_outside_the_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     probs, truth = corpus()
@@ -212,3 +222,73 @@ def test_variants_resolve_their_templates_and_unknown_names_are_refused(tmp_path
         fh.write('\n[[variants]]\nname = "bad"\ntemplate = "none.j2"\n')
     with pytest.raises(ConfigError, match=r"variants\[2\].template"):
         load_config(path, env={})
+
+
+# --- K items a request, ensembles, paths in reports ----------------------------------------------
+def multi_backend(probs: np.ndarray) -> FakeBackend:
+    """As `backend`, and a K-item request answered item by item: {"answers": [{"id", "label"}, ...]}."""
+    single = backend(probs).script
+
+    def answer(request: Request) -> object:
+        lines = user_text(request).splitlines()
+        if not lines or not lines[0].startswith('{"id"'):
+            return single(request)
+        toks = [tok('{"answers": [', 1.0)]
+        for n, line in enumerate(lines):
+            item = json.loads(line)
+            text = item["text"]
+            p = probs[int(text.split("item ")[1].split(":")[0]) - 1] if text.startswith("item ") else PRIOR
+            label = LABELS[int(np.argmax(p))]
+            top = {lab: float(q) for lab, q in zip(LABELS, p, strict=True)}
+            toks += [tok((", " if n else "") + f'{{"id": "{item["id"]}", "label": "', 1.0), tok(label, top[label], top)]
+            toks.append(tok('"}', 1.0))
+        toks.append(tok("]}", 1.0))
+        return completion("".join(t.token for t in toks), logprobs=toks)
+
+    return FakeBackend(answer)  # type: ignore[arg-type]
+
+
+def test_tune_asks_k_items_a_request_as_the_run_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_multi import is_multi
+
+    from labeler.tune.relabel import format_relabel
+    from labeler.tune.run import format_report
+
+    probs, truth = corpus()
+    task = make_task(
+        tmp_path, truth, model={"items_per_request": 5}, sections={"tune": {"corrections": ["none", "offsets_ll"]}}
+    )
+    assert task.quality.tune.strategies == ("fixed", "balanced")  # knn and mmr would need K example sets
+    made = _patch_backends(monkeypatch, lambda name: multi_backend(probs))
+    run_dir, _ = asyncio.run(pipeline.start_run(task, run_dir=tmp_path / "runs" / "base", show_progress=False))
+    asked_before = sum(b.calls for b in made)
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(TuneError, match="--strategy knn chooses examples per item"):
+        tune_run(run_dir, strategies=["knn"])
+    report = tune_run(run_dir, max_labels=60)
+    tune_requests = [r for b in made for r in b.requests][asked_before:]
+    assert tune_requests and all(is_multi(r) for r in tune_requests)  # 5 items a prompt, like the run's
+    assert [c["name"] for c in report["candidates"]] == ["task/fixed", "task/balanced8"]
+    assert report["applied_in_place"]  # the run's own 5-item prompts: the same answers
+    text = format_report(report)
+    assert "tuned task: runs/base/tuned.toml" in text and str(tmp_path) not in text
+    note = Path(report["tuned_toml"]).read_text(encoding="utf-8").split("\n[")[0]
+    assert "labeler tune runs/base`" in note and "labeler run runs/base/tuned.toml" in note
+
+    calls = sum(b.calls for b in made)
+    out = relabel_run(run_dir, show_progress=False)
+    assert out["asked"] == 0 and sum(b.calls for b in made) == calls  # the tuning's answers are the relabel's
+    text = format_relabel(out)
+    assert text.startswith("relabeled into runs/base-tuned:") and str(tmp_path) not in text
+
+
+def test_tune_refuses_an_ensemble_naming_its_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    probs, truth = corpus()
+    task = make_task(tmp_path, truth, members=[{"name": "big"}])
+    made = _patch_backends(monkeypatch, lambda name: backend(probs))
+    run_dir, _ = asyncio.run(pipeline.start_run(task, run_dir=tmp_path / "runs" / "base", show_progress=False))
+    calls = sum(b.calls for b in made)
+    with pytest.raises(TuneError, match=r"2 ensemble members \(default, big\).*tune a run of one member") as err:
+        tune_run(run_dir)
+    assert "\n" not in str(err.value) and sum(b.calls for b in made) == calls  # refused before asking anything

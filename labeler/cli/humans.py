@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from labeler.cli import review_live
+from labeler.cli.study import STRATEGIES
 from labeler.config import CONFIDENCE_METHODS
 
 REVIEW_FORMATS = ("labelstudio", "argilla", "csv")
@@ -36,8 +37,20 @@ def cmd_route(args: argparse.Namespace) -> int:
         audit_fraction=args.audit_fraction,
         seed=args.seed,
         threshold=args.threshold,
+        strategy=args.strategy,
+        batch=args.batch,
     )
     print(format_plan(p, review))
+    if args.threshold is None:  # a threshold `labeler relabel --target-accuracy` stored in the run: say so
+        from labeler.store import RunStore
+
+        store = RunStore.open(args.run_dir)
+        try:
+            tuned = store.routing_threshold()
+        finally:
+            store.close()
+        if tuned is not None:
+            print(f"threshold {tuned.value:.3f} from {tuned.source}")
     print(f"next: labeler review export {args.run_dir} --format labelstudio|argilla|csv --out FILE")
     return 0
 
@@ -154,7 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add route, review {export,import,merge,promote,tui}, calibrate and eval to argparse subparsers."""
-    desc = "choose the items humans should review (low confidence, disagreement, failed, random audit)"
+    desc = "choose the items humans should review (failed, low confidence, disagreement, active learning, audit)"
     sp = sub.add_parser("route", help=desc, description=desc)
     sp.add_argument("run_dir", type=Path)
     sp.add_argument("--max-items", type=int, help="review budget in items (default: routing.max_items)")
@@ -162,6 +175,13 @@ def register(sub: Any) -> None:
     sp.add_argument("--audit-fraction", type=float, help="share of all labeled items to audit at random")
     sp.add_argument("--seed", type=int, help="seed of the audit draw (default: routing.seed)")
     sp.add_argument("--threshold", type=float, help="route items with confidence below this (routing.low_confidence)")
+    sp.add_argument(
+        "--strategy",
+        metavar="NAME",
+        help="also queue --batch items picked by this active-learning strategy from a student trained on the "
+        f"human labels so far (not audit items; they count against the budget): {', '.join(STRATEGIES)}",
+    )
+    sp.add_argument("--batch", type=int, default=20, help="active-learning picks with --strategy (default 20)")
     sp.set_defaults(fn=cmd_route)
 
     desc = "send routed items to humans and bring their labels back"

@@ -15,7 +15,9 @@ and dollars. Writes RUN_DIR/study/ (report.md, report.html, PNGs, study.json, sp
 
 `labeler study next RUN_DIR --strategy margin --batch 20` prints (and writes to RUN_DIR/study/next_batch.csv)
 the next items to review, picked by a strategy from a classifier trained on the human labels so far,
-leaving out the study's test split and everything already queued (the random audit included)."""
+leaving out the study's test split and everything already queued (the random audit included); with
+--queue it appends them to the review queue. `labeler route RUN_DIR --strategy margin --batch 20` routes
+afresh and adds the picks within the review budget."""
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -79,6 +81,11 @@ def _next(args: argparse.Namespace, run_dir: Path) -> int:
     for p in nb.picks:
         print(f"{p.rank:3d}  {p.id}  {p.reason}")
     print(f"wrote {out}")
+    if args.queue:
+        from labeler.review.router import append_picks
+
+        added = append_picks(run_dir, [p.id for p in nb.picks])
+        print(f"queued {len(added)} items (reason active_learning) after the current queue; the audit is unchanged")
     return 0
 
 
@@ -120,3 +127,9 @@ def register(sub: Any) -> None:
     g.add_argument("--price-per-label", type=float, help="$ per human label (default: the task's review price)")
     g = sp.add_argument_group("next")
     g.add_argument("--strategy", default="margin", choices=STRATEGIES, help="query strategy (default margin)")
+    g.add_argument(
+        "--queue",
+        action="store_true",
+        help="also append the picks to the review queue (reason active_learning; no budget applies). "
+        "`labeler route RUN_DIR --strategy NAME` routes afresh and adds them within the budget",
+    )

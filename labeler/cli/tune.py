@@ -35,7 +35,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_relabel(args: argparse.Namespace) -> int:
     from labeler.tune.relabel import format_relabel, relabel_run
 
-    report = relabel_run(args.run_dir, new_dir=args.run_dir_out, targets=args.target, show_progress=not args.quiet)
+    report = relabel_run(
+        args.run_dir,
+        new_dir=args.run_dir_out,
+        targets=args.target,
+        target_accuracy=args.target_accuracy,
+        show_progress=not args.quiet,
+    )
     print(format_relabel(report))
     return 0
 
@@ -67,5 +73,10 @@ def register(sub: Any) -> None:
     sp.add_argument("run_dir", type=Path)
     sp.add_argument("--run-dir", dest="run_dir_out", type=Path, help="the new run's directory")
     sp.add_argument("--target", type=float, action="append", help="target accuracy on the rest (repeat)")
+    sp.add_argument(
+        "--target-accuracy",
+        type=float,
+        help="store the threshold for this accuracy on the rest in the new run: `labeler route NEW_RUN` uses it",
+    )
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(fn=cmd_relabel)

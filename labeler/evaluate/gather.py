@@ -37,8 +37,9 @@ class AuditDesign:
 
     strata: Mapping[str, str]  # audited item id -> stratum
     populations: Mapping[str, int]  # stratum -> number of corpus items in it
-    routed: frozenset[str]  # items queued for a reason other than the audit
+    routed: frozenset[str]  # items queued as doubtful: failed, low confidence or disagreement
     queue_size: int
+    picked: frozenset[str] = frozenset()  # items queued only by active learning (the student's choice)
 
 
 @dataclass(frozen=True)
@@ -90,14 +91,15 @@ def _read_audit(store: RunStore, ids: set[str], notes: list[str]) -> AuditDesign
         return None
     strata: dict[str, str] = {}
     probs: dict[str, float] = {}
-    routed = {e.item_id for e in queue if any(x != "audit" for x in e.reasons)}
+    routed = {e.item_id for e in queue if any(x not in ("audit", "active_learning") for x in e.reasons)}
+    picked = {e.item_id for e in queue if "active_learning" in e.reasons} - routed
     for e in queue:
         if e.audit or "audit" in e.reasons:
             strata[e.item_id] = e.stratum or "all"
             if e.inclusion_prob:
                 probs[e.item_id] = float(e.inclusion_prob)
     if not strata:
-        return AuditDesign({}, {}, frozenset(routed), len(queue))
+        return AuditDesign({}, {}, frozenset(routed), len(queue), frozenset(picked))
     populations = {s.name: s.population for s in store.audit_strata()}
     for h in set(strata.values()) - set(populations):
         members = [i for i, s in strata.items() if s == h]
@@ -106,7 +108,7 @@ def _read_audit(store: RunStore, ids: set[str], notes: list[str]) -> AuditDesign
         else:
             populations[h] = len(ids) if len(set(strata.values())) == 1 else len(members)
             notes.append(f"stratum {h!r} has no size recorded; assumed {populations[h]} items")
-    return AuditDesign(strata, populations, frozenset(routed), len(queue))
+    return AuditDesign(strata, populations, frozenset(routed), len(queue), frozenset(picked))
 
 
 def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:

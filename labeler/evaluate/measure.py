@@ -119,7 +119,8 @@ def _audit(inputs: EvalInputs, ref: list[str | None]) -> dict[str, Any] | None:
         correct, strata, populations=a.populations, domain=unseen, level=LEVEL
     )
     # final dataset: reviewed items carry the human label (correct by definition); the others the LLM's, at
-    # the unseen-domain accuracy, except routed items still waiting for review, which are harder
+    # the unseen-domain accuracy, except routed items still waiting for review, which are harder. Items
+    # queued only by active learning were not chosen by the LLM's doubt: until reviewed they count as unseen
     n, r = len(inputs.ids), len(inputs.reviewed)
     waiting = len(a.routed - inputs.reviewed)
     acc_waiting = acc_unseen
@@ -178,7 +179,8 @@ def _humans(inputs: EvalInputs, *, n_boot: int, seed: int) -> dict[str, Any] | N
     if not multi:
         return None
     a = inputs.audit
-    doubtful = (a.routed - set(a.strata)) if a is not None else frozenset()
+    # items picked by active learning are chosen for being hard for the student: not independent either
+    doubtful = ((a.routed | a.picked) - set(a.strata)) if a is not None else frozenset()
     fair = [i for i in multi if inputs.ids[i] not in doubtful]
     rows, basis, weights = fair or multi, "independent" if fair else "selected", None
     if fair and a is not None and all(inputs.ids[i] in a.strata for i in fair):
@@ -222,8 +224,8 @@ def build_metrics(inputs: EvalInputs, *, n_boot: int = 1000, seed: int = 0) -> d
             "or pass --human FILE (columns id,label)"
         )
     reviewers = Counter(r for h in inputs.human for r in h)
-    # routed (doubtful) items among the human-labelled ones, when those are not the whole corpus
-    routed = inputs.audit.routed if inputs.audit is not None else frozenset()
+    # routed (doubtful) or actively picked items among the human-labelled ones, when those are not the whole corpus
+    routed = (inputs.audit.routed | inputs.audit.picked) if inputs.audit is not None else frozenset()
     selected = len(have) < n and any(inputs.ids[i] in routed for i in have)
     out: dict[str, Any] = {
         "run_id": inputs.run_id,

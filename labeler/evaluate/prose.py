@@ -24,8 +24,8 @@ def summary_sentences(m: Mapping[str, Any]) -> list[str]:
     )
     if m["data"].get("human_set_is_selected"):
         out.append(
-            "These items include ones routed to review because they looked doubtful, so they are harder than "
-            "average: the audit estimates below speak for the whole corpus."
+            "These items include ones routed to review because they looked doubtful (or picked by active "
+            "learning), so they are harder than average: the audit estimates below speak for the whole corpus."
         )
     over = [c for c in a["per_class"] if excludes(c["over_prediction"], 1.0)]
     for c in sorted(over, key=lambda c: -abs(math.log(c["over_prediction"]["value"] or 1e-9))):

@@ -203,11 +203,11 @@ class MemberWorker:
         assert multi is not None
         out: dict[int, ItemResult] = {}
         todo: list[tuple[int, Item, str, bool, str]] = []  # (position, item, text, truncated, cache key)
-        for n, item in enumerate(items):
-            text, truncated = tokens.truncate(item.text, self.task.max_input_tokens, self.member.endpoint.model)
-            key = multi.identity(text)
-            hit = self.cache.get(key)
-            want = "logprob" in self.task.confidence.methods
+        cut = [tokens.truncate(item.text, self.task.max_input_tokens, self.member.endpoint.model) for item in items]
+        keys = [multi.identity(text) for text, _ in cut]
+        hits, want = self.cache.get_many(keys), "logprob" in self.task.confidence.methods
+        for n, (item, (text, truncated), key) in enumerate(zip(items, cut, keys, strict=True)):
+            hit = hits.get(key)
             answer = None if hit is None else read_cached(hit, self.labels, want_probs=want)
             if answer is None or answer.label is None:
                 todo.append((n, item, text, truncated, key))

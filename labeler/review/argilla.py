@@ -30,7 +30,7 @@ from labeler.review.common import LABEL, NOTE, REASON, Answer, Parsed, score, te
 from labeler.store.rows import QueueEntry
 
 AGENT_PATTERN = r"^[a-zA-Z0-9-_:\.\/\s]*[a-zA-Z0-9][a-zA-Z0-9-_:\.\/\s]*$"  # argilla-server 2.8 AGENT_REGEX
-ROUTING_REASONS = ("failed", "low_confidence", "disagreement", "audit")
+ROUTING_REASONS = ("failed", "low_confidence", "disagreement", "active_learning", "audit")  # router.REASONS
 
 
 def suggestion_agent(run_id: str, model: str) -> str:

@@ -38,6 +38,17 @@ class Cache:
             blob = row[0]
         return Completion.from_json(blob)
 
+    def get_many(self, keys: list[str]) -> dict[str, Completion]:
+        """The cached completions of those `keys` that have one: one query for a K-item request's items."""
+        found = {k: self._unflushed[k] for k in keys if k in self._unflushed}
+        rest = [k for k in keys if k not in found]
+        if rest:
+            marks = ",".join("?" * len(rest))
+            with sqlite_errors(self.path):
+                rows = self.conn.execute(f"SELECT key, completion FROM cache WHERE key IN ({marks})", rest).fetchall()
+            found.update({str(r[0]): r[1] for r in rows})
+        return {k: Completion.from_json(blob) for k, blob in found.items()}
+
     def put(self, key: str, completion: Completion) -> None:
         blob = completion.to_json()
         self._unflushed[key] = blob

@@ -9,6 +9,30 @@ from collections.abc import Iterable, Sequence
 from labeler.store.base import Tables
 from labeler.store.rows import QueueEntry, Review, Stratum
 
+_INSERT_QUEUE = (
+    "INSERT INTO queue (item_id, rank, reasons, priority, audit, inclusion_prob, stratum, created,"
+    " llm_label, confidence, member_labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _queue_rows(entries: Iterable[QueueEntry], now: float) -> list[tuple[object, ...]]:
+    return [
+        (
+            e.item_id,
+            e.rank,
+            json.dumps(list(e.reasons)),
+            e.priority,
+            int(e.audit),
+            e.inclusion_prob,
+            e.stratum,
+            now,
+            e.llm_label,
+            e.confidence,
+            json.dumps(dict(e.member_labels)),
+        )
+        for e in entries
+    ]
+
 
 class ReviewTables(Tables):
     def write_queue(self, entries: Sequence[QueueEntry], strata: Sequence[Stratum], *, seed: int) -> None:
@@ -17,30 +41,17 @@ class ReviewTables(Tables):
         with self.transaction():
             self.conn.execute("DELETE FROM queue")
             self.conn.execute("DELETE FROM audit_strata")
-            self.conn.executemany(
-                "INSERT INTO queue (item_id, rank, reasons, priority, audit, inclusion_prob, stratum, created,"
-                " llm_label, confidence, member_labels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        e.item_id,
-                        e.rank,
-                        json.dumps(list(e.reasons)),
-                        e.priority,
-                        int(e.audit),
-                        e.inclusion_prob,
-                        e.stratum,
-                        now,
-                        e.llm_label,
-                        e.confidence,
-                        json.dumps(dict(e.member_labels)),
-                    )
-                    for e in entries
-                ],
-            )
+            self.conn.executemany(_INSERT_QUEUE, _queue_rows(entries, now))
             self.conn.executemany(
                 "INSERT INTO audit_strata (stratum, population, sampled, seed) VALUES (?, ?, ?, ?)",
                 [(s.name, s.population, s.sampled, seed) for s in strata],
             )
+
+    def append_queue(self, entries: Sequence[QueueEntry]) -> None:
+        """Add items to the queue, in one transaction, leaving the queued ones, the audit strata and the
+        reviews as they are. An item already queued is an error (sqlite3.IntegrityError): check first."""
+        with self.transaction():
+            self.conn.executemany(_INSERT_QUEUE, _queue_rows(entries, time.time()))
 
     def queue(self) -> list[QueueEntry]:
         """The routed items in rank order, with their text."""

@@ -28,7 +28,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -148,12 +148,17 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
 
     def task(self) -> TaskConfig:
         """The run's task config: the manifest's snapshot, not the live TOML file (which may have been edited
-        since; start a new run to use its changes). Paths inside resolve against the file's folder."""
+        since; start a new run to use its changes). Paths inside resolve against the file's folder. A routing
+        threshold stored in the run (`routing_threshold()`) overrides routing.low_confidence."""
         manifest = self.manifest
         raw = manifest.get("config")
         if not isinstance(raw, dict):
             raise RunStoreError(f"{self.run_dir}/manifest.json holds no config snapshot; start a new run")
-        return parse_config(raw, path=Path(manifest.get("config_path", self.run_dir / "task.toml")))
+        task = parse_config(raw, path=Path(manifest.get("config_path", self.run_dir / "task.toml")))
+        tuned = self.routing_threshold()  # set by `labeler relabel --target-accuracy` (tune_tables)
+        if tuned is not None:
+            task = replace(task, routing=replace(task.routing, low_confidence=tuned.value))
+        return task
 
     def has_table(self, name: str) -> bool:
         """Whether a later stage has added table `name` (combined, queue, reviews, ...) to this run."""

@@ -2,9 +2,13 @@
 
     corrections   the correction every combine applies (one active row; earlier ones kept, inactive)
     tunings       one row per `labeler tune`: its report (candidates, scores, the choice, the items used)
+    meta "routing_threshold"   the low-confidence threshold `labeler relabel --target-accuracy` set, with
+                  its source; RunStore.task() makes it the run's routing.low_confidence, so a plain
+                  `labeler route` uses it (the manifest's config snapshot stays as the run started)
 
-Also the manifest's "correction" entry: manifest.json is the run's description for people and tools,
-so the active correction is named there too (with its file, correction.json, beside the run).
+Also the manifest's "correction" and "routing_threshold" entries: manifest.json is the run's description
+for people and tools, so the active correction is named there too (with its file, correction.json,
+beside the run), and so is the tuned threshold.
 """
 
 from __future__ import annotations
@@ -53,6 +57,15 @@ class StoredCorrection:
         )
 
 
+@dataclass(frozen=True)
+class TunedThreshold:
+    """A routing threshold set for the run, and what set it ("labeler relabel --target-accuracy 0.95")."""
+
+    value: float
+    source: str
+    set_at: float = 0.0
+
+
 class TuneTables(Tables):
     run_dir: Path
 
@@ -84,6 +97,19 @@ class TuneTables(Tables):
         """The latest tuning's report."""
         row = self.conn.execute("SELECT report FROM tunings ORDER BY id DESC LIMIT 1").fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    def put_routing_threshold(self, t: TunedThreshold) -> None:
+        """Make `t` the run's routing.low_confidence (applied by RunStore.task()), named in manifest.json."""
+        entry = {"low_confidence": t.value, "source": t.source, "set_at": t.set_at or time.time()}
+        self.set_meta("routing_threshold", json.dumps(entry))
+        self.set_manifest_entry("routing_threshold", entry)
+
+    def routing_threshold(self) -> TunedThreshold | None:
+        raw = self.get_meta("routing_threshold")
+        if raw is None:
+            return None
+        d = json.loads(raw)
+        return TunedThreshold(float(d["low_confidence"]), str(d["source"]), float(d.get("set_at", 0.0)))
 
     def set_manifest_entry(self, key: str, value: Any) -> None:
         """Set one top-level entry of manifest.json (atomically: written beside it, then renamed)."""

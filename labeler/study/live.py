@@ -5,6 +5,8 @@ labeler.humans rule), on the same features as the study. Candidates are the run'
 
     - have no human label yet and are not already in the review queue (so not in the random audit either:
       audit items are queued by `labeler route`, and they keep their inclusion probabilities untouched);
+      the router passes the queue it is about to write (`queued`), else the run's current queue is read;
+    - are not skipped (empty text: never routed);
     - are not in the study's test split: items with u(seed, id) < test_fraction never get picked, whether
       or not they have a human label yet, so the test split stays a random sample. The seed and fraction
       are read from RUN_DIR/study/split.json when a study was run, else the study's defaults.
@@ -14,12 +16,15 @@ the LLM's accuracy, which only depend on how the audit items were drawn.
 
 Before two labels are known there is no student; the batch is then a cold start: k-center greedy for
 "coreset"/"margin_coreset", random for the rest, and the reasons say so. Putting the picks into the review
-queue is the router's job; this returns the ids and reasons, and writes them to a CSV.
+queue is the router's job (`labeler route RUN_DIR --strategy margin --batch 20`, or `labeler study next
+RUN_DIR --queue` to append them to the current queue: labeler.review.router); this returns the ids and
+reasons, and writes them to a CSV.
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +66,10 @@ def next_batch(
     test_fraction: float | None = None,
     committee: int = 5,
     hybrid_factor: int = 5,
+    queued: Collection[str] | None = None,
 ) -> NextBatch:
-    """The next `batch` items of the run to send to review, chosen by `strategy` (see the module docstring)."""
+    """The next `batch` items of the run to send to review, chosen by `strategy` (see the module docstring).
+    `queued`: the item ids of the review queue to leave out (None: the run's current queue)."""
     from labeler.evaluate.gather import read_human_file
     from labeler.humans import read_humans
     from labeler.record import records
@@ -81,7 +88,7 @@ def next_batch(
         labels = store.task().label_names
         extra = read_human_file(human_file) if human_file is not None else []
         verdicts = read_humans(store, labels, extra=extra).verdicts
-        queued = {e.item_id for e in store.queue()}
+        queued = {e.item_id for e in store.queue()} if queued is None else set(queued)
         recs = list(records(store))
     finally:
         store.close()
@@ -92,7 +99,8 @@ def next_batch(
     feats = featurize([recs[i].text for i in keep], [], seed=s_seed)
     y = human[keep]
     in_queue = np.array([ids[i] in queued for i in keep], dtype=bool)
-    candidates = np.flatnonzero((y < 0) & ~in_queue)
+    skipped = np.array([recs[i].status == "skipped" for i in keep], dtype=bool)
+    candidates = np.flatnonzero((y < 0) & ~in_queue & ~skipped)
     lab = np.flatnonzero(y >= 0)
     k = len(labels)
     factory = make_factory(classifier)

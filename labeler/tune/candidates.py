@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labeler.config import TaskConfig
-from labeler.quality_config import DEFAULT_K, Variant
+from labeler.quality_config import DEFAULT_K, PER_ITEM_STRATEGIES, Variant
 from labeler.types import Example
 
 
@@ -41,12 +41,20 @@ def candidates(
     task: TaskConfig, *, strategies: Sequence[str] | None = None, variants: Sequence[str] | None = None
 ) -> list[Candidate]:
     """Variants × strategies, in config order (earlier = simpler: it wins ties); `variants` keeps only the
-    variants of those names."""
+    variants of those names. With K > 1 items a prompt, per-item strategies (knn, mmr) are refused: the K
+    items share one set of examples (labeler.quality_config)."""
     all_variants = task.quality.variants or (base_variant(task),)
     chosen = [v for v in all_variants if variants is None or v.name in variants]
     if not chosen:
         names = ", ".join(v.name for v in all_variants)
-        raise ValueError(f"no variant named {', '.join(variants or ())}; the task's variants: {names}")
+        raise ValueError(f"no variant named {', '.join(variants or ())}; the task's variants: {names}; fix --variant")
+    k_items = task.primary.endpoint.items_per_request
+    per_item = [s for s in strategies or () if s in PER_ITEM_STRATEGIES]
+    if k_items > 1 and per_item:
+        raise ValueError(
+            f"--strategy {per_item[0]} chooses examples per item, but the run asks {k_items} items a prompt "
+            "(model.items_per_request), which share one set: drop it, or tune a run with items_per_request = 1"
+        )
     variants_out = tuple(chosen)
     k_cfg = task.quality.fewshot.k
     k_other = task.quality.tune.k or k_cfg or DEFAULT_K

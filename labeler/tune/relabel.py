@@ -9,12 +9,17 @@ property of the sample, valid for any labels of those items); the tuning's calib
 tuning items' held-out predictions, never on the audit) becomes the run's calibrator.
 
 Routing that learns: with calibrated confidence, the low-confidence threshold that leaves a target
-accuracy on the items not reviewed (labeler.tune.routing), checked on the audit items.
+accuracy on the items not reviewed (labeler.tune.routing), checked on the audit items — a table for
+tune.target_accuracy and TARGETS (or --target). With `target_accuracy` (--target-accuracy) that target's
+threshold is stored in the new run (RunStore.put_routing_threshold), so a plain `labeler route NEW_RUN`
+uses it and says where it came from; a target out of reach stores nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,16 +33,48 @@ from labeler.label import pipeline
 from labeler.record import records
 from labeler.store import RunStore
 from labeler.store.rows import StoredCalibrator
+from labeler.store.tune_tables import TunedThreshold
 from labeler.tune.routing import audit_accuracy_above, budget_table
-from labeler.tune.run import TuneError
+from labeler.tune.run import TuneError, shown
 
 TARGETS = (0.85, 0.9, 0.95, 0.98)
 
 
+def tuning_digest(tuned_toml: Path) -> str:
+    """What identifies a tuning: the sha256 of its tuned.toml and of the examples file beside it."""
+    h = hashlib.sha256(tuned_toml.read_bytes())
+    examples = tuned_toml.with_name("tuned_examples.jsonl")
+    if examples.exists():
+        h.update(examples.read_bytes())
+    return h.hexdigest()
+
+
+def _check_same_tuning(new_dir: Path, task: Any, digest: str) -> None:
+    """Refuse to resume `new_dir` when it was started under another tuning: its config snapshot differs from
+    the tuned TOML, or the digest it recorded (tuned.toml and its examples) differs."""
+    store = RunStore.open(new_dir)
+    try:
+        done, snapshot = store.get_meta("tuning_digest"), store.manifest.get("config")
+    finally:
+        store.close()
+    if snapshot != json.loads(json.dumps(task.raw)) or done not in (None, digest):
+        raise TuneError(
+            f"{shown(new_dir)} was relabeled under an earlier tuning; pass --run-dir DIR for a new run, "
+            f"or delete {shown(new_dir)}"
+        )
+
+
 def relabel_run(
-    run_dir: Path, *, new_dir: Path | None = None, targets: Sequence[float] | None = None, show_progress: bool = True
+    run_dir: Path,
+    *,
+    new_dir: Path | None = None,
+    targets: Sequence[float] | None = None,
+    target_accuracy: float | None = None,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
     """Relabel RUN_DIR's corpus under its tuning (see the module docstring). Returns what was done."""
+    if target_accuracy is not None and not 0.0 < target_accuracy <= 1.0:
+        raise TuneError(f"--target-accuracy must be a share of items in (0, 1], e.g. 0.95; got {target_accuracy}")
     old = RunStore.open(run_dir)
     try:
         tuning = old.tuning()
@@ -51,8 +88,10 @@ def relabel_run(
         old.close()
     new_dir = new_dir or run_dir.parent / f"{run_dir.name}-tuned"
     task = load_config(tuning["tuned_toml"])
+    digest = tuning_digest(Path(tuning["tuned_toml"]))
     started = time.monotonic()
     if (new_dir / "manifest.json").exists():
+        _check_same_tuning(new_dir, task, digest)  # a resume finishes this tuning's relabel, never an older one
         summary = asyncio.run(pipeline.resume_run(new_dir, show_progress=show_progress))
     else:
         _, summary = asyncio.run(
@@ -65,6 +104,7 @@ def relabel_run(
         if queue and not store.queue():
             store.write_queue(queue, strata, seed=seed)
         store.set_meta("relabeled_from", str(run_dir))
+        store.set_meta("tuning_digest", digest)
         cal = tuning.get("calibrator")
         if cal is not None:
             store.put_calibrator(
@@ -73,9 +113,12 @@ def relabel_run(
                 )
             )
         combine_run(store, store.task())
-        targets = tuple(targets or (task.quality.tune.target_accuracy, *TARGETS))
-        routing = routing_report(store, set(tuning["oof"]["ids"]), targets)
-        routing["target"] = targets[0]
+        table = tuple(targets or (task.quality.tune.target_accuracy, *TARGETS))
+        first = table[0] if target_accuracy is None else target_accuracy
+        routing = routing_report(store, set(tuning["oof"]["ids"]), (first, *table))
+        routing["target"] = first
+        if target_accuracy is not None:
+            routing["stored"] = store_threshold(store, routing, target_accuracy)
         report = {
             "run_dir": str(new_dir),
             "from": str(run_dir),
@@ -91,6 +134,17 @@ def relabel_run(
         return report
     finally:
         store.close()
+
+
+def store_threshold(store: RunStore, routing: Mapping[str, Any], target: float) -> float | None:
+    """Store the threshold of `target`'s row as the run's routing.low_confidence; None (nothing stored) when
+    the target is out of reach (threshold inf)."""
+    row = next(r for r in routing["rows"] if r["target"] == target)
+    if not np.isfinite(row["threshold"]):
+        return None
+    threshold = float(row["threshold"])
+    store.put_routing_threshold(TunedThreshold(threshold, f"labeler relabel --target-accuracy {target:g}", time.time()))
+    return threshold
 
 
 def routing_report(store: RunStore, tuning_ids: set[str], targets: Sequence[float]) -> dict[str, Any]:
@@ -132,8 +186,9 @@ def routing_report(store: RunStore, tuning_ids: set[str], targets: Sequence[floa
 
 def format_relabel(report: Mapping[str, Any]) -> str:
     r = report["routing"]
+    new = shown(report["run_dir"])
     lines = [
-        f"relabeled into {report['run_dir']}: of its answers {report['cached']} came from the cache (prompts that "
+        f"relabeled into {new}: of its answers {report['cached']} came from the cache (prompts that "
         f"did not change) and {report['asked']} were asked ({report['input_tokens']:,} + "
         f"{report['output_tokens']:,} tokens, ${report['cost']:.4f}); {report['seconds']:.0f}s this time",
         f"routing on the {r['items']} items tuning did not use (calibrated confidence; checked on {r['audit_items']} "
@@ -152,9 +207,20 @@ def format_relabel(report: Mapping[str, Any]) -> str:
             f"{row['target']:7.2f} {th:>9s} {row['review']:5d} ({share:4.0%}) {row['expected_accuracy']:9.3f}  {audit}"
         )
     first = next((row for row in r["rows"] if row["target"] == r.get("target")), None)
-    if first and np.isfinite(first["threshold"]):
+    if first is None:
+        return "\n".join(lines)
+    target, th = f"{100 * first['target']:g}% accuracy on the rest", f"{first['threshold']:.3f}"
+    if not np.isfinite(first["threshold"]):
+        what = "stored" if "stored" in r else "to suggest"
         lines.append(
-            f"for {first['target']:.0%} accuracy on the rest: labeler route {report['run_dir']} "
-            f"--threshold {first['threshold']:.3f}"
+            f"{target} is out of reach (even the most confident items fall short): no threshold {what}; "
+            "review more, or aim lower"
+        )
+    elif "stored" in r:
+        lines.append(f"for {target}: threshold {th} stored in {new}; labeler route {new} uses it")
+    else:
+        lines.append(
+            f"for {target}: labeler route {new} --threshold {th} (or store it in the run: "
+            f"labeler relabel {shown(report['from'])} --target-accuracy {first['target']:g})"
         )
     return "\n".join(lines)

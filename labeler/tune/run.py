@@ -15,6 +15,13 @@ When the chosen candidate sends exactly the prompts the run was labeled with, th
 to the run in place (stored, named in the manifest, applied by every combine). Otherwise
 `labeler relabel RUN_DIR` (labeler.tune.relabel) labels the corpus under it, paying only for prompts
 that changed.
+
+The candidates are asked as the run asks: K items a prompt when the model asks K (`items_per_request`;
+an item's answer is cached by its text and prompt, whatever its neighbours, so the relabel reuses it).
+A task with several ensemble members is refused: tuning labels with one model and fits the correction
+and calibrator on its answers, while the tuned TOML changes every member's prompt (task-wide answer
+words, instructions, examples) and the run applies both to the members' combined distribution — nothing
+tuning measured. Tune a run of one member.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +43,7 @@ from labeler.config import TaskConfig
 from labeler.errors import LabelerError
 from labeler.label import pipeline
 from labeler.label.examples import task_pool
+from labeler.label.multi import MultiBuilder
 from labeler.label.prompts import RequestBuilder
 from labeler.label.runner import MemberWorker
 from labeler.runlock import RunLock
@@ -103,26 +111,33 @@ class Spend:
 async def label_texts(
     task: TaskConfig, backend: Any, cache: Cache, texts: Sequence[tuple[str, str]]
 ) -> tuple[dict[str, ItemResult], Spend]:
-    """Label (id, text) pairs with the task's first member, concurrently, through the cache."""
+    """Label (id, text) pairs with the task's first member, concurrently, through the cache; K a request
+    when the member asks K items a request (labeler.label.multi), as a run does."""
     worker = MemberWorker(task, task.primary, backend, cache)
-    it = iter(enumerate(texts, 1))
+    k = 1 if worker.multi is None else worker.multi.k
+    items = [Item(id=item_id, text=text, row=row) for row, (item_id, text) in enumerate(texts, 1)]
+    groups = iter([items[i : i + k] for i in range(0, len(items), k)])
     out: dict[str, ItemResult] = {}
     spend = Spend()
     start = time.monotonic()
 
     async def loop() -> None:
-        for row, (item_id, text) in it:
-            r = await worker.label(Item(id=item_id, text=text, row=row))
-            out[item_id] = r
-            spend.asked += not r.cached and r.attempts > 0
-            spend.input_tokens += r.input_tokens
-            spend.output_tokens += r.output_tokens
-            spend.cost += r.cost
-            spend.failed += r.status != "labeled"
-            paid = cache.get(r.cache_key) if r.cache_key else None
-            if paid is not None:
-                spend.paid_input_tokens += paid.input_tokens
-                spend.paid_output_tokens += paid.output_tokens
+        for group in groups:
+            answered = await worker.label_group(group) if k > 1 else [await worker.label(group[0])]
+            for item, r in zip(group, answered, strict=True):
+                out[item.id] = r
+                add(r)
+
+    def add(r: ItemResult) -> None:
+        spend.asked += not r.cached and r.attempts > 0
+        spend.input_tokens += r.input_tokens
+        spend.output_tokens += r.output_tokens
+        spend.cost += r.cost
+        spend.failed += r.status != "labeled"
+        paid = cache.get(r.cache_key) if r.cache_key else None
+        if paid is not None:
+            spend.paid_input_tokens += paid.input_tokens
+            spend.paid_output_tokens += paid.output_tokens
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -164,7 +179,7 @@ async def _label_candidates(
     task: TaskConfig, store: RunStore, cands: Sequence[Candidate], ts: TuningSet, pool: tuple[Example, ...]
 ) -> list[CandidateRun]:
     labels, methods = task.label_names, task.confidence.methods
-    run_builder = RequestBuilder.for_member(task, task.primary)
+    run_key = _answer_key(task)
     probe = ts.texts[: min(5, len(ts.texts))]
     cache = Cache(pipeline.cache_path(store.run_dir))
     out = []
@@ -176,8 +191,8 @@ async def _label_candidates(
                 results, spend = await label_texts(
                     ctask, backends[task.primary.name], cache, [*zip(ts.ids, ts.texts, strict=True), *cf_items]
                 )
-                builder = RequestBuilder.for_member(ctask, ctask.primary)
-                same = all(builder.build(t).cache_key() == run_builder.build(t).cache_key() for t in probe)
+                key = _answer_key(ctask)
+                same = all(key(t) == run_key(t) for t in probe)
                 probs = np.asarray([as_probs(results.get(i), labels, methods) for i in ts.ids])
                 cf = [results.get(i) for i, _ in cf_items]
                 cf_probs = np.asarray([as_probs(r, labels, methods) for r in cf if r is not None and r.distributions])
@@ -185,6 +200,14 @@ async def _label_candidates(
     finally:
         cache.close()
     return out
+
+
+def _answer_key(task: TaskConfig) -> Callable[[str], str]:
+    """What the first member's answer to a text is cached under: its request's key, or with K items a
+    request its multi-item identity (labeler.label.multi)."""
+    builder = RequestBuilder.for_member(task, task.primary)
+    multi = MultiBuilder.for_member(task, task.primary, builder)
+    return multi.identity if multi is not None else lambda text: builder.build(text).cache_key()
 
 
 def _fit_calibrator(best: Score, y: np.ndarray) -> dict[str, Any] | None:
@@ -215,10 +238,16 @@ def tune_run(
         store = RunStore.open(run_dir)
         try:
             task = store.task()
+            if len(task.members) > 1:
+                raise TuneError(
+                    f"labeler tune tunes one model, and {run_dir.name} has {len(task.members)} ensemble members "
+                    f"({', '.join(m.name for m in task.members)}): their combined labels would get a prompt and "
+                    "correction fitted on the first alone; tune a run of one member (a task without [[members]])"
+                )
             try:
                 cands = candidates(task, strategies=strategies, variants=variants)
             except ValueError as exc:
-                raise TuneError(f"{exc}; fix --variant") from None
+                raise TuneError(str(exc)) from None
             return _tune(store, task, cands, dev, max_labels, corrections, folds, seed)
         finally:
             store.close()
@@ -271,9 +300,10 @@ def _tune(
         encoding="utf-8",
     )
     note = (
-        f"Written by `labeler tune {store.run_dir}`: candidate {best.candidate}, correction {best.correction};\n"
+        f"Written by `labeler tune {shown(store.run_dir)}`: candidate {best.candidate}, correction {best.correction};\n"
         f"held-out macro-F1 {best.macro_f1:.3f} ({best.low:.3f}–{best.high:.3f}) on {len(ts.ids)} human labels "
-        f"from {ts.source}\n(random audit left out). Keep it, edit it, start runs from it: labeler run {toml_path}"
+        f"from {ts.source}\n(random audit left out). Keep it, edit it, start runs from it: "
+        f"labeler run {shown(toml_path)}"
     )
     corr_toml = {k: v for k, v in correction.to_dict().items() if k != "fitted_at"}
     doc = tuned_config(
@@ -358,6 +388,15 @@ def _report(
     }
 
 
+def shown(path: str | Path) -> str:
+    """A path as reports print it: relative to the current directory when it lies under it, else as given
+    (so a committed example report carries no machine's paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def format_report(report: Mapping[str, Any]) -> str:
     items = report["items"]
     lines = [
@@ -379,7 +418,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"{cost['minutes']:.1f} min; "
         f"every answer used, whenever paid: {cost['paid_input_tokens']:,} + {cost['paid_output_tokens']:,} tokens"
     )
-    lines.append(f"tuned task: {report['tuned_toml']}")
+    lines.append(f"tuned task: {shown(report['tuned_toml'])}")
     if report["applied_in_place"]:
         lines.append("the run already holds these prompts' answers: the correction is applied to it in place")
     lines.append("these scores chose the candidate: judge it on items no choice saw (the audit, after labeler relabel)")
