@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from labeler.confidence.distributions import Dist, verbalized_dist
 from labeler.config import RoutingConfig
-from labeler.store.rows import ResultRow
+from labeler.store.rows import CombinedRow, ResultRow
 
 COMBINES = ("majority", "weighted")
 _ROUTING = RoutingConfig()
@@ -134,20 +134,6 @@ class MemberView:
         )
 
 
-@dataclass(frozen=True)
-class Combined:
-    """The ensemble's answer for one item (see the module docstring for each field)."""
-
-    label: str | None
-    confidence: float | None
-    distribution: Mapping[str, float]
-    vote_share: float | None
-    entropy: float | None
-    divergence: float | None
-    disagree: bool
-    member_labels: Mapping[str, str | None]
-
-
 def member_distribution(view: MemberView, *, labels: Sequence[str], method_order: Sequence[str]) -> Dist | None:
     """The member's distribution over `labels` under the first method in `method_order` it has,
     renormalised; else its stated confidence spread as `verbalized_dist`; else its vote as a one-hot.
@@ -173,8 +159,10 @@ def combine_item(
     combine: str,
     min_vote_share: float = _ROUTING.min_vote_share,
     max_divergence: float = _ROUTING.max_divergence,
-) -> Combined:
-    """Combine the members' results for one item (member name → MemberView) into one answer.
+    item_id: str = "",
+) -> CombinedRow:
+    """Combine the members' results for one item (member name → MemberView) into one answer, as the run
+    store keeps it (`item_id` names the item; the calibrated confidence and raw label come later).
 
     `labels` is the label set in config order (shape (k,)), `method_order` the confidence methods in
     order of preference, `combine` "majority" or "weighted". Members with no label do not vote; with
@@ -188,7 +176,7 @@ def combine_item(
         if d is not None and view.label is not None:
             voters.append((view.label, d))
     if not voters:
-        return Combined(None, None, {}, None, None, None, False, member_labels)
+        return CombinedRow(item_id, None, None, {}, None, None, None, False, member_labels)
     votes = [v for v, _ in voters]
     dists = [d for _, d in voters]
     label = majority_vote(votes, dists, labels=labels) if combine == "majority" else weighted_vote(dists, labels=labels)
@@ -197,7 +185,8 @@ def combine_item(
     distribution = {lab: summed[lab] / len(dists) for lab in labels}
     share = vote_share(votes, label)
     div = mean_pairwise_js([[d[lab] for lab in labels] for d in dists])
-    return Combined(
+    return CombinedRow(
+        item_id=item_id,
         label=label,
         confidence=distribution[label],
         distribution=distribution,

@@ -40,24 +40,14 @@ METHODS = (*CONFIDENCE_METHODS, ENSEMBLE)
 def _combined_rows(store: RunStore, task: TaskConfig) -> Iterator[CombinedRow]:
     for rows in store.item_rows():
         views = {name: MemberView.from_result(r) for name, r in rows.results.items()}
-        c = combine_item(
+        yield combine_item(
             views,
             labels=task.label_names,
             method_order=task.confidence.methods,
             combine=task.confidence.combine,
             min_vote_share=task.routing.min_vote_share,
             max_divergence=task.routing.max_divergence,
-        )
-        yield CombinedRow(
-            rows.id,
-            c.label,
-            c.confidence,
-            c.distribution,
-            c.vote_share,
-            c.entropy,
-            c.divergence,
-            c.disagree,
-            c.member_labels,
+            item_id=rows.id,
         )
 
 
