@@ -112,7 +112,11 @@ def register(sub: Any) -> None:
     sp.add_argument("--batch", type=int, help="labels per round (study, default 10) or batch size (next, default 20)")
     sp.add_argument("--seed", type=int, default=0, action=_Given, help="seed of the test split and the draws")
     sp.add_argument("--test-fraction", type=float, default=0.3, action=_Given, help="share of human-labeled items")
-    sp.add_argument("--classifier", default="logreg", help="logreg (TF-IDF + logistic regression), nb, or module:fn")
+    sp.add_argument(
+        "--classifier",
+        default="logreg",
+        help="logreg (TF-IDF + logistic regression), logreg_balanced (class_weight balanced), nb, or module:fn",
+    )
     sp.add_argument("--committee", type=int, default=5, help="query-by-committee members (bagged)")
     g = sp.add_argument_group("study")
     g.add_argument("--strategies", action="append", help=f"comma-separated, default all: {','.join(STRATEGIES)}")
