@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from labeler.store.db import GroupCommit
+from labeler.types import Item
 
 
 class Tables:
@@ -27,6 +28,21 @@ class Tables:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    def items_where(self, condition: str, params: Sequence[object], *, batch: int = 1000) -> Iterator[Item]:
+        """The items (table alias `i`) meeting the SQL `condition` with its `params`, in input order, read
+        `batch` rows at a time by keyset pagination on `ord` (memory flat in the corpus size)."""
+        last = 0
+        while True:
+            rows = self.conn.execute(
+                f"SELECT ord, id, text, flags FROM items i WHERE ord > ? AND {condition} ORDER BY ord LIMIT ?",
+                (last, *params, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield Item(id=r["id"], text=r["text"], row=r["ord"], flags=tuple(f for f in r["flags"].split(",") if f))
+            last = rows[-1]["ord"]
 
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -92,6 +92,18 @@ def _part(r: Any) -> BatchPart:
     )
 
 
+def _request(r: Any) -> BatchRequest:
+    return BatchRequest(
+        r["custom_id"],
+        r["part"],
+        r["member"],
+        tuple(json.loads(r["item_ids"])),
+        tuple(json.loads(r["keys"])),
+        tuple(json.loads(r["truncated"])),
+        r["state"],
+    )
+
+
 class PartPlan:
     """The writes of one part being planned (see BatchTables.planning_batch_part)."""
 
@@ -124,20 +136,12 @@ class BatchTables(Tables):
 
     def unbatched_pending(self, member: str, *, batch: int = 1000) -> Iterator[Item]:
         """Items with no result for `member` that no batch request holds, in input order, in batches."""
-        last = 0
-        while True:
-            rows = self.conn.execute(
-                "SELECT ord, id, text, flags FROM items i WHERE ord > ?"
-                " AND NOT EXISTS (SELECT 1 FROM results r WHERE r.item_id = i.id AND r.member = ?)"
-                " AND NOT EXISTS (SELECT 1 FROM batch_items b WHERE b.item_id = i.id AND b.member = ?)"
-                " ORDER BY ord LIMIT ?",
-                (last, member, member, batch),
-            ).fetchall()
-            if not rows:
-                return
-            for r in rows:
-                yield Item(id=r["id"], text=r["text"], row=r["ord"], flags=tuple(f for f in r["flags"].split(",") if f))
-            last = rows[-1]["ord"]
+        return self.items_where(
+            "NOT EXISTS (SELECT 1 FROM results r WHERE r.item_id = i.id AND r.member = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM batch_items b WHERE b.item_id = i.id AND b.member = ?)",
+            (member, member),
+            batch=batch,
+        )
 
     def next_batch_part(self) -> int:
         return int(self.conn.execute("SELECT COALESCE(MAX(part), 0) + 1 FROM batch_parts").fetchone()[0])
@@ -176,30 +180,13 @@ class BatchTables(Tables):
         q = "SELECT * FROM batch_requests WHERE part = ?" + (" AND state = ?" if state else "") + " ORDER BY rowid"
         cur = self.conn.execute(q, (part, state) if state else (part,))
         while rows := cur.fetchmany(1000):
-            for r in rows:
-                yield BatchRequest(
-                    r["custom_id"],
-                    r["part"],
-                    r["member"],
-                    tuple(json.loads(r["item_ids"])),
-                    tuple(json.loads(r["keys"])),
-                    tuple(json.loads(r["truncated"])),
-                    r["state"],
-                )
+            yield from map(_request, rows)
 
     def batch_request(self, custom_id: str) -> BatchRequest | None:
         r = self.conn.execute("SELECT * FROM batch_requests WHERE custom_id = ?", (custom_id,)).fetchone()
         if r is None:
             return None
-        return BatchRequest(
-            r["custom_id"],
-            r["part"],
-            r["member"],
-            tuple(json.loads(r["item_ids"])),
-            tuple(json.loads(r["keys"])),
-            tuple(json.loads(r["truncated"])),
-            r["state"],
-        )
+        return _request(r)
 
     def ingest_batch_part(
         self,

@@ -241,25 +241,17 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
 
     def pending(self, member: str, *, retry_failed: bool = False, batch: int = 1000) -> Iterator[Item]:
         """Items with no final result for `member`, in input order, read in batches."""
-        statuses = ("labeled", "skipped") if retry_failed else ("labeled", "skipped", "failed")
+        statuses = _final(retry_failed)
         marks = ",".join("?" * len(statuses))
-        last = 0
-        while True:
-            rows = self.conn.execute(
-                f"SELECT ord, id, text, flags FROM items i WHERE ord > ? AND NOT EXISTS ("
-                f" SELECT 1 FROM results r WHERE r.item_id = i.id AND r.member = ? AND r.status IN ({marks}))"
-                " ORDER BY ord LIMIT ?",
-                (last, member, *statuses, batch),
-            ).fetchall()
-            if not rows:
-                return
-            for r in rows:
-                yield Item(id=r["id"], text=r["text"], row=r["ord"], flags=tuple(f for f in r["flags"].split(",") if f))
-            last = rows[-1]["ord"]
+        return self.items_where(
+            f"NOT EXISTS (SELECT 1 FROM results r WHERE r.item_id = i.id AND r.member = ? AND r.status IN ({marks}))",
+            (member, *statuses),
+            batch=batch,
+        )
 
     def count_pending(self, member: str, *, retry_failed: bool = False) -> int:
         """How many items `pending(member, retry_failed=...)` would yield."""
-        statuses = ("labeled", "skipped") if retry_failed else ("labeled", "skipped", "failed")
+        statuses = _final(retry_failed)
         done = self.conn.execute(
             f"SELECT COUNT(*) FROM results WHERE member = ? AND status IN ({','.join('?' * len(statuses))})",
             (member, *statuses),
@@ -348,3 +340,8 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
 def sync_reviews(store: RunStore, put: Iterable[Review], remove: Iterable[tuple[str, str]]) -> tuple[int, int]:
     """`RunStore.sync_reviews` as a function (the review importer calls it so)."""
     return store.sync_reviews(put, remove)
+
+
+def _final(retry_failed: bool) -> tuple[str, ...]:
+    """The result statuses that end an item's labeling (a failure does not when it is to be retried)."""
+    return ("labeled", "skipped") if retry_failed else ("labeled", "skipped", "failed")
