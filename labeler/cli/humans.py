@@ -41,16 +41,6 @@ def cmd_route(args: argparse.Namespace) -> int:
         batch=args.batch,
     )
     print(format_plan(p, review))
-    if args.threshold is None:  # a threshold `labeler relabel --target-accuracy` stored in the run: say so
-        from labeler.store import RunStore
-
-        store = RunStore.open(args.run_dir)
-        try:
-            tuned = store.routing_threshold()
-        finally:
-            store.close()
-        if tuned is not None:
-            print(f"threshold {tuned.value:.3f} from {tuned.source}")
     print(f"next: labeler review export {args.run_dir} --format labelstudio|argilla|csv --out FILE")
     return 0
 

@@ -91,6 +91,7 @@ class Plan:
     flagged: int  # items with a reason other than audit, before the budget cut
     dropped: int  # of those, how many the budget left out
     active: ActivePicks | None = None  # the active-learning picks, when a strategy was asked for
+    threshold_from: str | None = None  # "0.900 from labeler relabel ...": the run's stored threshold was used
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,9 @@ def route_run(
         p = plan(candidates, rules=rules, audit_fraction=fraction, seed=seed, cap=cap, reserve=reserve)
         if strategy is not None:
             p = _with_active(run_dir, p, candidates, rules=rules, strategy=strategy, batch=batch)
+        tuned = store.routing_threshold() if threshold is None else None  # task() has applied it already
+        if tuned is not None:
+            p = replace(p, threshold_from=f"{tuned.value:.3f} from {tuned.source}")
         write_plan(store, p)
         return p, task.review
     finally:
@@ -406,6 +410,8 @@ def format_plan(p: Plan, review: ReviewConfig) -> str:
         lines.append(_format_active(p.active, p.cap))
     if p.cap is not None and audit > p.cap:
         lines.append(f"warning: the audit sample alone ({audit}) exceeds the budget ({p.cap}); it is kept whole")
+    if p.threshold_from:
+        lines.append(f"threshold {p.threshold_from}")
     return "\n".join(lines)
 
 
