@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from labeler.config import Member, TaskConfig
-from labeler.label.parse import label_probs, match_label, parse_text, sum_by_label
+from labeler.label.parse import Vocabulary, label_probs, match_label, parse_text, sum_by_label
 from labeler.label.prompts import (
     RequestBuilder,
     Template,
@@ -229,6 +229,11 @@ class MultiBuilder:
         return answer_format(self.task, self.single.profile)
 
     @functools.cached_property
+    def vocabulary(self) -> Vocabulary:
+        """What an item's answer may say and the label each word means (built once, read per request)."""
+        return Vocabulary(self.task.label_names, self.single.answers)
+
+    @functools.cached_property
     def _fixed(self) -> dict[str, Any]:
         fixed = dict(self.single._fixed_vars)  # the same instructions, labels and (fixed) examples
         examples = [
@@ -300,14 +305,9 @@ class MultiBuilder:
         ids = ids_for(n, self.answer)
         where = {i: k for k, i in enumerate(ids)}
         seen: dict[int, list[tuple[str | None, float | None, str | None, int, int, str]]] = {}  # (word, ...)
-        labels, answers = self.task.label_names, self.single.answers
-        meaning = {w.lower(): lab for w, lab in answers}  # an answer word -> its label
+        labels, answers, vocab = self.task.label_names, self.single.answers, self.vocabulary
         words = answer_words(self.task)  # what the constraint offers
-        readable = (*words, *(lab for lab in labels if lab.lower() not in meaning)) if answers else labels
-
-        def label_of(word: str | None) -> str | None:
-            return None if word is None else meaning.get(word.lower(), word)
-
+        readable, label_of = vocab.readable, vocab.label_of
         text = choice.text
         if self.answer == "json":
             for m in _FLAT_OBJECT.finditer(text):

@@ -172,6 +172,20 @@ def sum_by_label(
     return out
 
 
+class Vocabulary:
+    """What an answer may say and what each answer means: the answer words and any label's own name that no
+    word spells (`readable`), each mapped to its label (`label_of`, ignoring case). Without answer words it
+    is the label names themselves."""
+
+    def __init__(self, labels: Sequence[str], answers: Sequence[tuple[str, str]] = ()) -> None:
+        self.meaning = {w.lower(): lab for w, lab in answers}
+        unspelled = (lab for lab in labels if lab.lower() not in self.meaning)
+        self.readable: tuple[str, ...] = (*(w for w, _ in answers), *unspelled) if answers else tuple(labels)
+
+    def label_of(self, word: str | None) -> str | None:
+        return None if word is None else self.meaning.get(word.lower(), word)
+
+
 def parse_choice(
     choice: Choice, labels: Sequence[str], *, json_answer: bool, answers: Sequence[tuple[str, str]] = ()
 ) -> Answer:
@@ -181,13 +195,11 @@ def parse_choice(
         label, verbalized, error = parse_text(choice.text, labels)
         probs = label_probs(choice.logprobs, labels, json_answer=json_answer) if label is not None else None
         return Answer(label=label, raw=choice.text, verbalized=verbalized, label_probs=probs, error=error)
-    words = [w for w, _ in answers]
-    meaning = {w.lower(): lab for w, lab in answers}
-    readable = words + [lab for lab in labels if lab.lower() not in meaning]
-    word, verbalized, error = parse_text(choice.text, readable)
-    label = None if word is None else meaning.get(word.lower(), word)
+    vocab = Vocabulary(labels, answers)
+    word, verbalized, error = parse_text(choice.text, vocab.readable)
+    label = vocab.label_of(word)
     probs = None
     if label is not None:
-        word_probs = label_probs(choice.logprobs, words, json_answer=json_answer)
+        word_probs = label_probs(choice.logprobs, [w for w, _ in answers], json_answer=json_answer)
         probs = None if word_probs is None else sum_by_label(word_probs, answers, labels)
     return Answer(label=label, raw=choice.text, verbalized=verbalized, label_probs=probs, error=error)
