@@ -12,59 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fakes import write_task
-
-from labeler.config import load_config
-from labeler.inputs import Row
-from labeler.review.router import route_run
-from labeler.store import RunStore
-from labeler.types import Item, ItemResult
-
-LABELS = ("business", "sport", "tech")
-REASONS = ("guideline gap", "ambiguous", "model error", "other")
-
-
-def truth_of(k: int) -> str:
-    return LABELS[k % 3]
-
-
-def wrong(label: str) -> str:
-    return LABELS[(LABELS.index(label) + 1) % 3]
+import test_review
 
 
 def make_run(root: Path, *, n: int = 60, gold_every: int = 3) -> tuple[Path, dict[str, str]]:
-    """`n` items; the LLM is wrong (confidence 0.3) on every 6th item and right on the rest; items with
-    k % gold_every == 2 carry their truth in the gold column. Routed (low confidence + 10% audit)."""
-    (root / "task").mkdir(parents=True)
-    cfg = write_task(
-        root / "task",
-        labels=LABELS,
-        sections={"routing": {"low_confidence": 0.6, "audit_fraction": 0.1, "seed": 4}},
-    )
-    task = load_config(cfg, env={})
-    run_dir = root / "run"
-    manifest = {
-        "run_id": "r1",
-        "labels": list(LABELS),
-        "members": [{"name": "default", "template_hash": "x", "endpoint": {"model": "test-model"}}],
-        "config_path": str(cfg),
-        "config": dict(task.raw),
-    }
-    store = RunStore.create(run_dir, manifest)
-    truth = {f"i{k:02d}": truth_of(k) for k in range(n)}
-    rows = [
-        Row(Item(i, f"text {i} about {t}", k + 1), gold=t if k % gold_every == 2 else None)
-        for k, (i, t) in enumerate(truth.items())
-    ]
-    store.ingest(rows, members=["default"])
-    for k, (i, t) in enumerate(truth.items()):
-        if k % 6 == 0:
-            store.put_result(ItemResult(i, "default", "labeled", label=wrong(t), confidence=0.3))
-        else:
-            store.put_result(ItemResult(i, "default", "labeled", label=t, confidence=0.7 + (k % 30) / 100))
-    store.close()
-    route_run(run_dir)
-    return run_dir, truth
+    """test_review's run, smaller, with the truth in the gold column of every third item."""
+    return test_review.make_run(root, n=n, gold_every=gold_every)
 
 
 def parser() -> argparse.ArgumentParser:

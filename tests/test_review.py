@@ -43,9 +43,12 @@ def wrong(label: str) -> str:
     return LABELS[(LABELS.index(label) + 1) % 3]
 
 
-def make_run(root: Path, *, gold: bool = False) -> tuple[Path, dict[str, str]]:
-    """90 items; the LLM is wrong (confidence 0.3) on every 6th item and right (0.70..0.99) on the rest.
-    With `gold` the input's gold column holds the truth (a vote in the final dataset: labeler.humans)."""
+def make_run(
+    root: Path, *, n: int = N, gold: bool = False, gold_every: int | None = None
+) -> tuple[Path, dict[str, str]]:
+    """`n` items; the LLM is wrong (confidence 0.3) on every 6th item and right (0.70..0.99) on the rest.
+    With `gold` the input's gold column holds the truth (a vote in the final dataset: labeler.humans); with
+    `gold_every` only items with k % gold_every == 2 carry it. Routed (low confidence + 10% audit)."""
     (root / "task").mkdir(parents=True)
     (root / "task" / "examples.jsonl").write_text('{"text": "shares fell", "label": "business"}\n', encoding="utf-8")
     cfg = write_task(
@@ -64,11 +67,15 @@ def make_run(root: Path, *, gold: bool = False) -> tuple[Path, dict[str, str]]:
         "config": dict(task.raw),
     }
     store = RunStore.create(run_dir, manifest)
-    truth = {f"i{k:02d}": truth_of(k) for k in range(N)}
+    truth = {f"i{k:02d}": truth_of(k) for k in range(n)}
+
+    def has_gold(k: int) -> bool:
+        return gold_every is not None and k % gold_every == 2
+
     store.ingest(
         [
-            Row(Item(i, f"text {i} about {t}", n + 1), gold=t if gold else None)
-            for n, (i, t) in enumerate(truth.items())
+            Row(Item(i, f"text {i} about {t}", k + 1), gold=t if gold or has_gold(k) else None)
+            for k, (i, t) in enumerate(truth.items())
         ],
         members=["default"],
     )

@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx2
 import pytest
-from live_runs import export_rows, make_run, wrong
+from live_runs import export_rows, make_run
+from test_review import wrong
 
 from labeler.store import RunStore
 
