@@ -37,10 +37,10 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from openai_stub import Served, StubHandler
 
 _TOPIC = re.compile(r"\btopic=(\w+)")
 _KEY = re.compile(r"\bid=(\S+)")
@@ -86,7 +86,7 @@ def _lp(token: str, p: float | None, label: str, labels: list[str], top: int) ->
 
 
 @dataclass
-class ScaleStub:
+class ScaleStub(Served):
     """The server in a background thread (`with ScaleStub() as s: ... s.base_url ...`)."""
 
     latency: float = 0.0
@@ -114,43 +114,17 @@ class ScaleStub:
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         self._tokens, self._stamp = self.burst, time.monotonic()
-        stub = self
-
-        class Handler(_Handler):
-            server_stub = stub
-
-        self.httpd = _Server(("127.0.0.1", self.port), Handler)
-        self.port = self.httpd.server_address[1]
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> ScaleStub:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="scale-stub", daemon=True)
-        self._thread.start()
-        return self
+        self.serve(_Handler, "scale-stub")
 
     def kill(self) -> None:
         """Die: drop every request from now on, and accept no new connection."""
         self.dead = True
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().close_http()
 
-    def stop(self) -> None:
+    def close_http(self) -> None:
         self.hold.clear()
-        if not self.dead:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> ScaleStub:
-        return self.start()
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.stop()
+        if not self.dead:  # a killed stub has closed already
+            super().close_http()
 
     # --- chat completions --------------------------------------------------------------------
     def admit(self) -> bool:
@@ -298,44 +272,11 @@ class ScaleStub:
         batch["completed_at" if not cancelled else "cancelled_at"] = int(time.time())
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(StubHandler):
     server_stub: ScaleStub
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(
-        self, status: int, payload: bytes, headers: Mapping[str, str] | None = None, ctype: str = "application/json"
-    ) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(payload)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
 
     def _json(self, obj: Any, status: int = 200) -> None:
         self._send(status, json.dumps(obj).encode())
-
-    def _error(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-        self._send(
-            status, json.dumps({"error": {"message": message, "type": "stub_error", "code": status}}).encode(), headers
-        )
 
     def _dead(self) -> bool:
         if self.server_stub.dead:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 FAULTS = {
     "ok": "answer normally",
@@ -132,8 +132,52 @@ def _logprobs(toks: list[str], label: str, labels: list[str], p: float, top: int
     return {"content": content}
 
 
+class Served:
+    """A stub's HTTP life: `serve(handler, name)` binds 127.0.0.1:`self.port` (0: any free port) with a
+    subclass of `handler` that knows this stub as `server_stub`; start/stop run it in a daemon thread, and
+    the stub is its own context manager."""
+
+    port: int
+    httpd: StubHTTPServer
+    _thread: threading.Thread | None
+
+    def serve(self, handler: type[StubHandler], name: str) -> None:
+        stub = self
+
+        class Handler(handler):  # type: ignore[valid-type,misc]
+            server_stub = stub
+
+        self.httpd = StubHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.httpd.server_address[1]
+        self._thread, self._name = None, name
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name=self._name, daemon=True)
+        self._thread.start()
+        return self
+
+    def close_http(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def stop(self) -> None:
+        self.close_http()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+
 @dataclass
-class StubServer:
+class StubServer(Served):
     """The server in a background thread. `plan[key]` lists the faults of that key's 1st, 2nd, ...
     requests ("ok" or a key of FAULTS); later requests are answered normally. `default` applies to
     every request not scripted by the plan."""
@@ -156,37 +200,12 @@ class StubServer:
         if bad:
             raise ValueError(f"unknown fault(s) {sorted(bad)}; use {', '.join(FAULTS)}")
         self._log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
-        stub = self
-
-        class Handler(_Handler):
-            server_stub = stub
-
-        self.httpd = _Server(("127.0.0.1", self.port), Handler)
-        self.port = self.httpd.server_address[1]
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> StubServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="openai-stub", daemon=True)
-        self._thread.start()
-        return self
+        self.serve(_Handler, "openai-stub")
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().stop()
         if self._log is not None:
             self._log.close()
-
-    def __enter__(self) -> StubServer:
-        return self.start()
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.stop()
 
     # --- what tests read ---------------------------------------------------------------------
     def requests_for(self, key: str) -> list[Seen]:
@@ -249,26 +268,30 @@ class StubServer:
         }
 
 
-class _Server(ThreadingHTTPServer):
+class StubHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up is no error
             super().handle_error(request, client_address)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class StubHandler(BaseHTTPRequestHandler):
+    """What the stubs' handlers share: keep-alive, no logging, and sending a body or an OpenAI-style error."""
+
     protocol_version = "HTTP/1.1"  # keep-alive, as a real server
     disable_nagle_algorithm = True  # else headers and body as two segments meet delayed ACKs: +40 ms
-    server_stub: StubServer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send(self, status: int, payload: bytes, headers: Mapping[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, payload: bytes, headers: Mapping[str, str] | None = None, ctype: str = "application/json"
+    ) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(payload)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
@@ -280,6 +303,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         body = {"error": {"message": message, "type": "stub_error", "code": status}}
         self._send(status, json.dumps(body).encode(), headers)
+
+
+class _Handler(StubHandler):
+    server_stub: StubServer
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") in ("/health", "/v1/health"):
