@@ -263,7 +263,7 @@ def _with_items_per_request(q: Quality, raw: Mapping[str, Any], ks: Sequence[int
             f'{why}, so fewshot.strategy = "{q.fewshot.strategy}" (examples chosen per item) cannot apply: '
             f'set {key} = 1 or fewshot.strategy = "balanced"'
         )
-    per_item = [s for s in q.tune.strategies if s in PER_ITEM_STRATEGIES]
+    per_item = shared_prompt_refuses(q.tune.strategies, k)
     if per_item and "strategies" in raw.get("tune", {}):
         raise ConfigError(
             f'{why}, so labeler tune cannot try "{per_item[0]}" (examples chosen per item): '
@@ -271,3 +271,9 @@ def _with_items_per_request(q: Quality, raw: Mapping[str, Any], ks: Sequence[int
         )
     strategies = tuple(s for s in q.tune.strategies if s not in PER_ITEM_STRATEGIES)
     return replace(q, tune=replace(q.tune, strategies=strategies))
+
+
+def shared_prompt_refuses(strategies: Sequence[str], k: int) -> list[str]:
+    """The one rule for K > 1 items a prompt: the K items share one set of examples, so the per-item
+    strategies (knn, mmr) among `strategies` cannot apply; [] when k is 1."""
+    return [s for s in strategies if s in PER_ITEM_STRATEGIES] if k > 1 else []

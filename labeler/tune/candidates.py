@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labeler.config import TaskConfig
-from labeler.quality_config import DEFAULT_K, PER_ITEM_STRATEGIES, Variant
+from labeler.quality_config import DEFAULT_K, Variant, shared_prompt_refuses
 from labeler.types import Example
 
 
@@ -49,8 +49,8 @@ def candidates(
         names = ", ".join(v.name for v in all_variants)
         raise ValueError(f"no variant named {', '.join(variants or ())}; the task's variants: {names}; fix --variant")
     k_items = task.primary.endpoint.items_per_request
-    per_item = [s for s in strategies or () if s in PER_ITEM_STRATEGIES]
-    if k_items > 1 and per_item:
+    per_item = shared_prompt_refuses(strategies or (), k_items)
+    if per_item:
         raise ValueError(
             f"--strategy {per_item[0]} chooses examples per item, but the run asks {k_items} items a prompt "
             "(model.items_per_request), which share one set: drop it, or tune a run with items_per_request = 1"

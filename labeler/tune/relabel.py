@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from labeler.confidence.run import ENSEMBLE, combine_run
-from labeler.config import load_config
+from labeler.config import TaskConfig, load_config
 from labeler.label import pipeline
 from labeler.record import records
 from labeler.store import RunStore
@@ -49,7 +49,7 @@ def tuning_digest(tuned_toml: Path) -> str:
     return h.hexdigest()
 
 
-def _check_same_tuning(new_dir: Path, task: Any, digest: str) -> None:
+def _check_same_tuning(new_dir: Path, task: TaskConfig, digest: str) -> None:
     """Refuse to resume `new_dir` when it was started under another tuning: its config snapshot differs from
     the tuned TOML, or the digest it recorded (tuned.toml and its examples) differs."""
     store = RunStore.open(new_dir)
