@@ -121,50 +121,21 @@ def write_config(folder: Path, base_url: str, corpus: Path, *, k: int, concurren
 
 def write_requests(config: Path, out: Path) -> None:
     """The requests labeler will send for the corpus (K = 1), as chat.completions.create keyword arguments."""
-    from labeler.config import load_config
-    from labeler.inputs import read_rows
-    from labeler.label.prompts import RequestBuilder
+    from bench_throughput import request_kwargs
 
-    task = load_config(config)
-    assert task.input_path is not None
-    builder = RequestBuilder.for_member(task, task.primary)
+    from labeler.config import load_config
+
     with out.open("w", encoding="utf-8") as fh:
-        for row in read_rows(task.input_path, id_column="id", text_column="text"):
-            r = builder.build(row.item.text)
-            kw = {
-                "model": r.model,
-                "messages": [{"role": m.role, "content": m.content} for m in r.messages],
-                "max_tokens": r.max_tokens,
-                "temperature": r.temperature,
-                "logprobs": r.logprobs,
-                "top_logprobs": r.top_logprobs,
-                "response_format": r.response_format,
-            }
-            fh.write(json.dumps(kw) + "\n")
+        fh.writelines(json.dumps(kw) + "\n" for kw in request_kwargs(load_config(config)))
 
 
 def bare_child(requests: Path, base_url: str, concurrency: int) -> None:
-    """A bare AsyncOpenAI loop: every request, `concurrency` at a time; prints how many were answered."""
-    import openai
+    """The bare AsyncOpenAI loop (eval/bare_loop.py) over the requests file; prints how many were answered."""
+    from bare_loop import bare_round
 
-    async def main() -> int:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=120)
-        with requests.open(encoding="utf-8") as fh:
-            it = (json.loads(line) for line in fh)
-            answers: list[str] = []
-
-            async def worker() -> None:
-                for kw in it:
-                    resp = await client.chat.completions.create(**kw)
-                    answers.append(resp.choices[0].message.content or "")
-
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(concurrency):
-                    tg.create_task(worker())
-        await client.close()
-        return len(answers)
-
-    print(asyncio.run(main()))
+    with requests.open(encoding="utf-8") as fh:
+        reqs = [json.loads(line) for line in fh]
+    print(asyncio.run(bare_round(base_url, reqs, concurrency, timeout=120)))
 
 
 def run_child(argv: list[str]) -> None:

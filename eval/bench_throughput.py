@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STUB = ROOT / "tests" / "openai_stub.py"
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bare_loop import bare_round  # noqa: E402
 from openai_stub import write_task  # noqa: E402
 
 from labeler.config import TaskConfig, load_config  # noqa: E402
@@ -96,26 +97,6 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     fn(*args, **kwargs)
     return time.perf_counter() - wall, time.process_time() - cpu
-
-
-async def bare_round(base_url: str, requests: list[dict[str, Any]], concurrency: int) -> None:
-    """A bare AsyncOpenAI loop sends every request, `concurrency` at a time."""
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=60)
-    it = iter(requests)
-    answers: list[str] = []
-
-    async def worker() -> None:
-        for kw in it:
-            resp = await client.chat.completions.create(**kw)
-            answers.append(resp.choices[0].message.content or "")
-
-    async with asyncio.TaskGroup() as tg:
-        for _ in range(concurrency):
-            tg.create_task(worker())
-    await client.close()
-    assert len(answers) == len(requests)
 
 
 async def raw_round(base_url: str, requests: list[dict[str, Any]], concurrency: int) -> None:
