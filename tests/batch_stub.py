@@ -28,7 +28,6 @@ import email.policy
 import json
 import math
 import re
-import signal
 import socket
 import sys
 import threading
@@ -372,12 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=0.0, help="chat requests/s answered; more get 429")
     args = p.parse_args(argv)
     stub = ScaleStub(latency=args.latency, rate=args.rate, port=args.port)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with stub:
-        print(f"listening on {stub.base_url}", flush=True)
-        stop.wait()
+    stub.run_until_signalled()
     return 0
 
 

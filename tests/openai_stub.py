@@ -169,6 +169,15 @@ class Served:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def run_until_signalled(self) -> None:
+        """Serve in the foreground (as a process of its own) until SIGTERM or SIGINT; says where first."""
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        with self:
+            print(f"listening on {self.base_url}", flush=True)
+            stop.wait()
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -399,12 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     plan = json.loads(args.plan.read_text(encoding="utf-8")) if args.plan else {}
     stub = StubServer(plan=plan, default=args.default, latency=args.latency, log_path=args.log, port=args.port)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with stub:
-        print(f"listening on {stub.base_url}", flush=True)
-        stop.wait()
+    stub.run_until_signalled()
     return 0
 
 
