@@ -16,6 +16,7 @@ from typing import Any
 
 from labeler.errors import ConfigError
 from labeler.quality_config import QUALITY_KEYS, Quality, parse_quality
+from labeler.tasktypes import KIND_KEYS, TaskKind, parse_kind
 from labeler.types import Example, LabelDef
 
 LOCAL = "local"  # base_url value that means: the embedded llama.cpp server labeler starts for you
@@ -124,6 +125,7 @@ class TaskConfig:
     # issue 13, labeling at scale: the OpenAI Batch API, and the template for K items a request
     batch: BatchConfig = field(default_factory=lambda: BatchConfig())
     multi_template: Path | None = None
+    kind: TaskKind = field(default_factory=TaskKind)  # issue 19: [task] type, min/max_labels, allow_overlap
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -140,6 +142,7 @@ _TASK_KEYS = {"name", "template", "completion_template", "instructions", "exampl
 _TASK_KEYS |= {"answers"}
 _TOP_KEYS |= {"batch"}  # issue 13
 _TASK_KEYS |= {"multi_template"}  # issue 13
+_TASK_KEYS |= KIND_KEYS  # issue 19
 _INPUT_KEYS = {"path", "id_column", "text_column", "gold_column", "max_input_tokens"}
 _ENDPOINT_KEYS = set(Endpoint.__dataclass_fields__)
 
@@ -347,6 +350,7 @@ def parse_config(raw: dict[str, Any], *, path: Path, env: Mapping[str, str] | No
             items_per_request=tuple(m.endpoint.items_per_request for m in members),
         ),
         **_scale_fields(raw, task, base_dir, tuple(members)),  # issue 13
+        kind=parse_kind(task, len(names)),
     )
 
 

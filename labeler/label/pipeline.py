@@ -20,7 +20,7 @@ from typing import Any
 from labeler import __version__
 from labeler.confidence.run import combine_run
 from labeler.config import LOCAL, Endpoint, TaskConfig
-from labeler.errors import RunStoreError
+from labeler.errors import ConfigError, RunStoreError
 from labeler.inputs import read_rows
 from labeler.label.backends import Backend, OpenAIBackend
 from labeler.label.multi import MultiBuilder
@@ -233,6 +233,11 @@ async def start_run(
     limit: int | None = None,
     show_progress: bool = True,
 ) -> tuple[Path, RunSummary]:
+    if task.kind.type != "single":  # issue 19: the type is read, parsed and evaluated; the runner asks single only
+        raise ConfigError(
+            f"task.type = {task.kind.type!r} is not labeled by `labeler run` yet (its answers parse and evaluate: "
+            "labeler.tasktypes); set task.type = \"single\" to label one label per item"
+        )
     input_path = input_path or task.input_path
     if input_path is None:
         raise RunStoreError("no input: set input.path in the config or pass --input FILE")

@@ -1,0 +1,46 @@
+"""single: one label from the set per item — the task type every stage was built for.
+
+Asking, parsing and evaluating are the functions the pipeline has always used (`label.prompts`,
+`label.parse`, `evaluate.classification`); this class only gives them the task-type protocol's names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from labeler.tasktypes import Parsed
+
+
+@dataclass(frozen=True)
+class Single:
+    labels: tuple[str, ...]
+    name: str = "single"
+
+    def response_format(self, words: Sequence[str]) -> dict[str, Any]:
+        from labeler.label.prompts import json_schema
+
+        return json_schema(tuple(words), verbalized=False)
+
+    def grammar(self, words: Sequence[str]) -> str:
+        from labeler.label.prompts import label_grammar
+
+        return label_grammar(tuple(words), "json", verbalized=False)
+
+    def parse(self, raw: str, text: str) -> Parsed:
+        from labeler.label.parse import parse_text
+
+        label, _conf, error = parse_text(raw, self.labels)
+        return Parsed(label, error)
+
+    def elements(self, value: Any) -> tuple[str, ...]:
+        return () if value is None else (f"label {value}",)
+
+    def agreement(self, a: Any, b: Any) -> float:
+        return 1.0 if a == b else 0.0
+
+    def evaluate(self, truth: Sequence[Any], pred: Sequence[Any], *, n_boot: int, seed: int) -> dict[str, Any]:
+        from labeler.evaluate.classification import agreement
+
+        return asdict(agreement(truth, pred, labels=self.labels, n_boot=n_boot, seed=seed))

@@ -1,0 +1,153 @@
+"""spans: typed character spans of the item text (named entities, quoted claims, ...).
+
+The model answers JSON, `{"spans": [{"text": "Ada Lovelace", "type": "PER"}, ...]}`, quoting each span (a
+`{"start", "end", "type"}` answer is read too). A quoted span is aligned to character offsets in the item
+text: first an exact match, then one tolerant of whitespace and case; repeated quotes of one string take its
+successive occurrences. A quote that cannot be found is dropped and counted (`Parsed.dropped`), never
+invented. Offsets are Python string indices into the original text — code points, `text[start:end]` is the
+span — whatever its line endings or non-ASCII characters; `utf16_offsets` converts them for tools that count
+UTF-16 code units (browsers, Label Studio).
+
+Evaluation is SemEval-2013's (exact, partial-overlap, type and strict match), computed by `nervaluate`
+(a maintained library of the field) item by item, so the counts can be bootstrapped over items: correct,
+type errors (right boundaries, wrong type), boundary errors (overlap, right type), missed and spurious spans,
+per entity type.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from labeler.tasktypes import Parsed
+
+_OBJ = re.compile(r"\{.*\}", re.DOTALL)
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    start: int
+    end: int  # exclusive: text[start:end]
+    type: str
+    text: str = ""
+
+
+def utf16_offsets(text: str, start: int, end: int) -> tuple[int, int]:
+    """(start, end) in UTF-16 code units, as JavaScript and Label Studio count them."""
+
+    def units(s: str) -> int:
+        return len(s.encode("utf-16-le")) // 2
+
+    return units(text[:start]), units(text[:start]) + units(text[start:end])
+
+
+def _find(text: str, quote: str, taken: set[tuple[int, int]]) -> tuple[int, int] | None:
+    """The first occurrence of `quote` in `text` not yet taken: exact, then whitespace- and case-tolerant."""
+    q = quote.strip()
+    if not q:
+        return None
+    i = text.find(q)
+    while i >= 0:
+        if (i, i + len(q)) not in taken:
+            return i, i + len(q)
+        i = text.find(q, i + 1)
+    pattern = re.compile(r"\s+".join(re.escape(w) for w in q.split()), re.IGNORECASE)
+    for m in pattern.finditer(text):
+        if (m.start(), m.end()) not in taken:
+            return m.start(), m.end()
+    return None
+
+
+def align(text: str, quoted: Sequence[tuple[str, str]]) -> tuple[tuple[Span, ...], int]:
+    """Quoted (span text, type) pairs -> spans at their offsets in `text`, and how many were not found."""
+    taken: set[tuple[int, int]] = set()
+    spans, dropped = [], 0
+    for quote, kind in quoted:
+        at = _find(text, quote, taken)
+        if at is None:
+            dropped += 1
+            continue
+        taken.add(at)
+        spans.append(Span(at[0], at[1], kind, text[at[0] : at[1]]))
+    return tuple(sorted(spans)), dropped
+
+
+def overlapping(spans: Sequence[Span]) -> tuple[Span, Span] | None:
+    """The first pair of spans (sorted by start) that share a character, if any."""
+    ordered = sorted(spans)
+    for a, b in itertools.pairwise(ordered):
+        if b.start < a.end:
+            return a, b
+    return None
+
+
+@dataclass(frozen=True)
+class Spans:
+    types: tuple[str, ...]
+    allow_overlap: bool = False
+    name: str = "spans"
+
+    def response_format(self, words: Sequence[str]) -> dict[str, Any]:
+        span = {"type": "object", "properties": {"text": {"type": "string"}, "type": {"type": "string",
+                "enum": list(words)}}, "required": ["text", "type"], "additionalProperties": False}
+        schema = {"type": "object", "properties": {"spans": {"type": "array", "items": span}},
+                  "required": ["spans"], "additionalProperties": False}
+        return {"type": "json_schema", "json_schema": {"name": "spans_answer", "strict": True, "schema": schema}}
+
+    def grammar(self, words: Sequence[str]) -> str:
+        alts = " | ".join(json.dumps(json.dumps(w)) for w in words)
+        return (
+            'root ::= "{\\"spans\\": [" (span ("," " "? span)*)? "]}"\n'
+            'span ::= "{\\"text\\": " str ", \\"type\\": " type "}"\n'
+            f"type ::= {alts}\n"
+            'str ::= "\\"" ([^"\\\\\\x00-\\x1f] | "\\\\" ["\\\\/bfnrt])* "\\""\n'
+        )
+
+    def parse(self, raw: str, text: str) -> Parsed:
+        m = _OBJ.search(raw)
+        try:
+            obj = json.loads(m.group(0)) if m else None
+        except json.JSONDecodeError:
+            obj = None
+        items = obj.get("spans") if isinstance(obj, dict) else None
+        if not isinstance(items, list) or not all(isinstance(s, dict) for s in items):
+            return Parsed(None, "answer is not a JSON object with a spans list")
+        lower = {t.lower(): t for t in self.types}
+        quoted: list[tuple[str, str]] = []
+        placed: list[Span] = []
+        for s in items:
+            kind = lower.get(str(s.get("type", "")).lower())
+            if kind is None:
+                return Parsed(None, f"span type {str(s.get('type'))[:40]!r} is not one of {', '.join(self.types)}")
+            if "start" in s and "end" in s:
+                start, end = s["start"], s["end"]
+                if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+                    return Parsed(None, f"span {start!r}-{end!r} lies outside the text (0-{len(text)})")
+                placed.append(Span(start, end, kind, text[start:end]))
+            else:
+                quoted.append((str(s.get("text", "")), kind))
+        aligned, dropped = align(text, quoted)
+        spans = tuple(sorted({*placed, *aligned}))
+        clash = None if self.allow_overlap else overlapping(spans)
+        if clash:
+            a, b = clash
+            return Parsed(None, f"spans {a.text[:30]!r} and {b.text[:30]!r} overlap; the task forbids overlapping "
+                                "spans", dropped)
+        return Parsed(spans, None, dropped)
+
+    def elements(self, value: Any) -> tuple[str, ...]:
+        return tuple(f"span {s.start}-{s.end} {s.type} {s.text[:40]!r}" for s in value or ())
+
+    def agreement(self, a: Any, b: Any) -> float:
+        """F1 of exact (offsets and type) matches between the two span sets (two empty sets agree)."""
+        sa, sb = {(s.start, s.end, s.type) for s in a or ()}, {(s.start, s.end, s.type) for s in b or ()}
+        return 1.0 if not sa | sb else 2 * len(sa & sb) / (len(sa) + len(sb))
+
+    def evaluate(self, truth: Sequence[Any], pred: Sequence[Any], *, n_boot: int, seed: int) -> dict[str, Any]:
+        from labeler.tasktypes.span_scores import evaluate_spans
+
+        return evaluate_spans(truth, pred, self.types, n_boot=n_boot, seed=seed)
