@@ -129,3 +129,39 @@ def test_a_server_rate_limiting_forever_ends_with_one_line(tmp_path: Path, stub_
     stub.storm_seconds = 0.0  # the limit lifts: resume labels everything
     assert main(["resume", str(run_dir), "--quiet"]) == 0
     assert _counts(run_dir) == {"labeled": 40}
+
+
+async def test_a_retry_keeps_its_place_so_one_in_flight_means_one() -> None:
+    import asyncio
+
+    from labeler.config import Endpoint
+    from labeler.label.adaptive import AdaptiveLimiter
+
+    lim = AdaptiveLimiter(Endpoint(concurrency=1, adaptive_concurrency=True, max_concurrency=4))
+    order: list[str] = []
+
+    async def request(name: str, limits: int) -> None:
+        fn = Limited(limits, RetryableError("server answered 429", status=429, retry_after=0.0))
+
+        async def once() -> str:
+            async with lim.attempt(0):
+                order.append(name)
+                return await fn()
+
+        async with lim.hold():
+            await call_with_retry(once, RetryPolicy(initial_wait=0.0), sleep=lambda s: asyncio.sleep(0.01))
+
+    await asyncio.gather(request("a", 3), request("b", 0))
+    assert order == ["a", "a", "a", "a", "b"]  # b waited while a retried: a's retries held the one place
+
+
+async def test_the_progress_line_says_how_long_the_run_has_waited_on_a_rate_limit() -> None:
+    import time
+    from types import SimpleNamespace
+
+    from labeler.label.runner import _gauge
+
+    waiting = SimpleNamespace(limiter=SimpleNamespace(gauge=lambda: 1), limited={1: time.monotonic() - 12.2})
+    idle = SimpleNamespace(limiter=SimpleNamespace(gauge=lambda: 3), limited={})
+    assert _gauge([waiting, idle]) == "waiting on a rate limit for 12s  concurrency 4"  # type: ignore[list-item]
+    assert _gauge([idle]) == "concurrency 3"  # type: ignore[list-item]
