@@ -67,12 +67,15 @@ class RetryPolicy:
 
     Our own backoff is jittered exponential from `initial_wait`, capped at `max_wait`. A server's
     `retry-after` (seconds or an HTTP date) is waited out in full when it is longer, up to
-    `max_retry_after`, a separate cap: a 45 s retry-after is waited 45 s even with max_wait = 30."""
+    `max_retry_after`, a separate cap: a 45 s retry-after is waited 45 s even with max_wait = 30.
+    Rate limits (429, 503 with retry-after) spend no attempts: a request waits on them for at most
+    `max_rate_limited_s`, then the run stops for `labeler resume`."""
 
     max_attempts: int = 6
     initial_wait: float = 0.5
     max_wait: float = 30.0
     max_retry_after: float = 300.0
+    max_rate_limited_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,14 @@ def _dataclass_from(section: str, table: Mapping[str, Any], base: Any) -> Any:
             minimum = 0 if isinstance(current, int | float) and not isinstance(current, bool) else None
             updates[key] = _typed(section, key, value, type(current), minimum=minimum)
     return replace(base, **updates)
+
+
+def _retry(table: Mapping[str, Any]) -> RetryPolicy:
+    policy: RetryPolicy = _dataclass_from("retry", table, RetryPolicy())
+    if not policy.max_rate_limited_s > 0:
+        got = policy.max_rate_limited_s
+        raise ConfigError(f"retry.max_rate_limited_s must be > 0 seconds, got {got!r}; 600 is usual")
+    return policy
 
 
 def _endpoint(section: str, table: Mapping[str, Any], base: Endpoint) -> Endpoint:
@@ -337,7 +348,7 @@ def parse_config(raw: dict[str, Any], *, path: Path, env: Mapping[str, str] | No
         gold_column=inp.get("gold_column"),
         max_input_tokens=max_input_tokens,
         members=tuple(members),
-        retry=_dataclass_from("retry", raw.get("retry", {}), RetryPolicy()),
+        retry=_retry(raw.get("retry", {})),
         confidence=confidence,
         routing=routing,
         review=_dataclass_from("review", raw.get("review", {}), ReviewConfig()),

@@ -12,7 +12,8 @@
     ├── StudyError               the cost/quality study cannot run on this input (too few human labels, ...)
     └── BackendError             a model server answered with an error
         ├── RetryableError       transient: 429, 5xx, timeout, dropped connection, garbled body
-        └── FatalError           will not get better by retrying: 400, 401, 403, 404, ...
+        ├── FatalError           will not get better by retrying: 400, 401, 403, 404, ...
+        └── RateLimitedTooLong   rate limited for longer than retry.max_rate_limited_s: stop, resume later
 
 Messages name the fix. Backend errors are translated from SDK errors in exactly one place
 (`labeler.label.backends.translate_error`).
@@ -80,6 +81,31 @@ class RetryableError(BackendError):
         super().__init__(message, status=status, request_id=request_id)
         self.retry_after = retry_after
 
+    @property
+    def rate_limited(self) -> bool:
+        """429, or 503 with a retry-after: the server asks us to slow down; nothing is broken."""
+        return self.status == 429 or (self.status == 503 and self.retry_after is not None)
+
 
 class FatalError(BackendError):
     pass
+
+
+class RateLimitedTooLong(BackendError):
+    """Not an item's failure: the run stops and its pending items stay pending for `labeler resume`."""
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error to show from a task group: a LabelerError if there is one, else the first."""
+    flat: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(reversed(exc.exceptions))
+        else:
+            flat.append(exc)
+    for exc in flat:
+        if isinstance(exc, LabelerError):
+            return exc
+    return flat[0]

@@ -199,6 +199,11 @@ class StubServer(Served):
     label_prob: float = 0.9
     log_path: Path | None = None
     port: int = 0
+    # a rate-limit storm: 429 to every request for `storm_seconds` from the first request (inf: forever),
+    # with `retry-after: storm_retry_after` (None: no header), then the plan as usual
+    storm_seconds: float = 0.0
+    storm_retry_after: float | None = 1.0
+    storm_start: float | None = field(default=None, init=False)
     seen: list[Seen] = field(default_factory=list, init=False)
     _counts: dict[str, int] = field(default_factory=lambda: defaultdict(int), init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -237,6 +242,10 @@ class StubServer(Served):
             self._counts[key] = k + 1
             script = self.plan.get(key)
             action = script[k] if script is not None and k < len(script) else self.default
+            now = time.monotonic()
+            self.storm_start = now if self.storm_start is None else self.storm_start
+            if now - self.storm_start < self.storm_seconds:
+                action = "storm"
             seen = Seen(
                 key=key,
                 messages=tuple((str(m.get("role")), str(m.get("content"))) for m in messages),
@@ -340,6 +349,9 @@ class _Handler(StubHandler):
             time.sleep(stub.latency)
         if action == "429":
             self._error(429, "rate limited", {"retry-after": f"{stub.retry_after:g}"})
+        elif action == "storm":
+            ra = stub.storm_retry_after
+            self._error(429, "rate limited (storm)", {} if ra is None else {"retry-after": f"{ra:g}"})
         elif action in ("500", "503"):
             self._error(int(action), "the server had an error")
         elif action == "401":

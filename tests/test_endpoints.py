@@ -92,13 +92,32 @@ async def test_5xx_takes_a_replica_out_only_when_it_repeats_and_429_never() -> N
     for _ in range(5):
         with pytest.raises(RetryableError):
             await p.complete(REQUEST)
-    assert p.replicas[0].down_until == 0.0
+    assert p.replicas[0].down_until == 1.0  # rested for RATE_LIMIT_REST, not taken out
+    assert p.stats()[0]["taken_out"] == 0 and p.stats()[0]["rate_limited"] == 5
     flaky = Gated(fail=RetryableError("server answered 503", status=503))
     q = pool((1, flaky))
     for n in range(3):
         with pytest.raises(RetryableError):
             await q.complete(REQUEST)
         assert (q.replicas[0].down_until > 0) == (n == 2)
+
+
+async def test_a_rate_limited_replica_rests_for_its_retry_after_and_the_others_take_its_share() -> None:
+    clock = [0.0]
+    limited = Gated(fail=RetryableError("server answered 429", status=429, retry_after=5.0))
+    live = Gated()
+    live.release.set()
+    p = pool((4, limited), (4, live), cooldown=30.0, clock=clock)
+    with pytest.raises(RetryableError):
+        await p.complete(REQUEST)  # index 0 wins the tie
+    assert p.replicas[0].down_until == 5.0
+    for _ in range(6):
+        await p.complete(REQUEST)
+    assert (limited.sent, live.sent) == (1, 6)
+    clock[0] = 5.0  # rested: it gets its share again
+    with pytest.raises(RetryableError):
+        await p.complete(REQUEST)
+    assert limited.sent == 2 and p.stats()[0]["taken_out"] == 0
 
 
 def test_endpoints_config(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """Adaptive concurrency: an AIMD controller on 429s and latency (`[model] adaptive_concurrency = true`).
 
 The limit on requests in flight grows by one per round trip's worth of successes (+1/limit per success)
-and is cut to `beta` x itself on a 429, or when the smoothed latency rises above `latency_factor` (3) x the
-lowest latency seen (the server is queueing), at most once per round trip so that one burst of 429s
-counts once. It starts at `concurrency` and stays within [1, max_concurrency] (default 8 x concurrency).
+and is cut to `beta` x itself on a rate limit (429, or 503 with retry-after), or when the smoothed
+latency rises above `latency_factor` (3) x the lowest latency seen (the server is queueing), at most once
+per round trip so that one burst of 429s counts once. It starts at `concurrency` and stays within
+[1, max_concurrency] (default 8 x concurrency).
 The limiters here are what the runner asks for a slot; the fixed one is retry.Limiter as it was.
 """
 
@@ -103,26 +104,48 @@ class AdaptiveLimiter:
     def gauge(self) -> int | None:
         return self.control.value
 
-    @asynccontextmanager
-    async def slot(self, tokens: int) -> AsyncIterator[None]:
+    async def _acquire(self) -> None:
         async with self._cond:
             await self._cond.wait_for(lambda: self.in_flight < self.control.value)
             self.in_flight += 1
+
+    async def _release(self) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify(max(1, self.control.value - self.in_flight))
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """A place among the requests in flight, for one request and all its retries: a request waiting
+        out a rate limit keeps it, so "1 in flight" means one request, retries included."""
+        await self._acquire()
         try:
-            await self.requests.take(1)
-            await self.tokens.take(tokens)
-            start = time.monotonic()
-            try:
-                yield
-            except RetryableError as exc:
-                if exc.status == 429:
-                    self.control.on_throttle()
-                raise
-            self.control.on_success(time.monotonic() - start)
+            yield
         finally:
-            async with self._cond:
-                self.in_flight -= 1
-                self._cond.notify(max(1, self.control.value - self.in_flight))
+            await self._release()
+
+    @asynccontextmanager
+    async def attempt(self, tokens: int) -> AsyncIterator[None]:
+        """One attempt, inside `hold`. A retry finding more holders than the limit now allows (it was cut
+        since) gives its place back and queues again, so the requests sent follow the limit down."""
+        if self.in_flight > self.control.value:
+            await self._release()
+            await self._acquire()
+        await self.requests.take(1)
+        await self.tokens.take(tokens)
+        start = time.monotonic()
+        try:
+            yield
+        except RetryableError as exc:
+            if exc.rate_limited:
+                self.control.on_throttle()
+            raise
+        self.control.on_success(time.monotonic() - start)
+
+    @asynccontextmanager
+    async def slot(self, tokens: int) -> AsyncIterator[None]:
+        async with self.hold(), self.attempt(tokens):
+            yield
 
 
 class PassThrough:
@@ -135,6 +158,14 @@ class PassThrough:
     def gauge(self) -> int | None:
         gauge = getattr(self.backend, "gauge", None)
         return gauge() if gauge is not None else None
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        yield
+
+    @asynccontextmanager
+    async def attempt(self, tokens: int) -> AsyncIterator[None]:
+        yield
 
     @asynccontextmanager
     async def slot(self, tokens: int) -> AsyncIterator[None]:

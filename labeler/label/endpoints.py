@@ -5,8 +5,9 @@ its capacity (its `concurrency`, or its adaptive limit), within that replica's o
 minute. A replica whose connection fails (refused, dropped, timed out) — or that answers 5xx three
 times in a row — is taken out for `endpoint_cooldown` seconds; the failed request raises RetryableError
 as usual, and the one retry layer (labeler.label.retry) sends it again, to a replica that is still in.
-When every replica is out, the one due back first is tried. 429s are not failures: they slow that
-replica down (adaptive concurrency), nothing more.
+When every replica is out, the one due back first is tried. A rate limit (429, or 503 with retry-after)
+is not a failure: it slows that replica down (adaptive concurrency) and rests it for its retry-after
+(RATE_LIMIT_REST without one, never past `endpoint_cooldown`), so the other replicas take its share.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from labeler.types import Completion, Request
 log = logging.getLogger(__name__)
 
 FAILURES_BEFORE_OUT = 3  # 5xx answers in a row that take a replica out (a refused connection does at once)
+RATE_LIMIT_REST = 1.0  # seconds a rate-limited replica gets no new requests when it names no retry-after
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Replica:
     sent: int = 0
     answered: int = 0
     taken_out: int = 0
+    rate_limited: int = 0
     requests: TokenBucket = field(init=False)
     tokens: TokenBucket = field(init=False)
 
@@ -108,9 +111,12 @@ class EndpointPool:
             self._cond.notify()
 
     def _failed(self, r: Replica, exc: RetryableError) -> None:
-        if exc.status == 429:  # the replica is busy, not broken
+        if exc.rate_limited:  # the replica is busy, not broken: rest it, the others take its share
+            r.rate_limited += 1
             if r.control is not None:
                 r.control.on_throttle()
+            rest = min(exc.retry_after if exc.retry_after is not None else RATE_LIMIT_REST, self.cooldown)
+            r.down_until = max(r.down_until, self.clock() + rest)
             return
         r.failures += 1
         if exc.status is None or r.failures >= FAILURES_BEFORE_OUT:
@@ -141,9 +147,15 @@ class EndpointPool:
             await self._release(r)
 
     def stats(self) -> list[dict[str, object]]:
-        """Per replica: base_url, requests sent and answered, times taken out."""
+        """Per replica: base_url, requests sent and answered, times taken out, rate-limited answers."""
         return [
-            {"base_url": r.endpoint.base_url, "sent": r.sent, "answered": r.answered, "taken_out": r.taken_out}
+            {
+                "base_url": r.endpoint.base_url,
+                "sent": r.sent,
+                "answered": r.answered,
+                "taken_out": r.taken_out,
+                "rate_limited": r.rate_limited,
+            }
             for r in self.replicas
         ]
 

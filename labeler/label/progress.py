@@ -1,9 +1,11 @@
 """Progress: a one-line bar on a terminal (done/total, labels/s, ETA, dollars so far), plain log
 lines every few seconds otherwise. With adaptive or pooled concurrency, `gauge` (set by the runner)
-says the current limit, shown on the line."""
+says the current limit, shown on the line, and whether (and for how long) the run is waiting out a
+rate limit; `tick_forever` redraws the line while no item finishes, so such a wait is seen."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +35,13 @@ class Progress:
         if now - self.last >= self.every:
             self.last = now
             self._emit(final=False)
+
+    async def tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            if time.monotonic() - self.last >= self.every:
+                self.last = time.monotonic()
+                self._emit(final=False)
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-9)

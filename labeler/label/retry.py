@@ -3,8 +3,11 @@
 `call_with_retry` retries RetryableError only, with jittered exponential backoff capped at
 `max_wait`, honouring a server's retry-after (seconds or HTTP date, read by the backend) when it is
 longer, up to its own cap `max_retry_after` (300 s by default). Everything else propagates at once.
-`Limiter` bounds requests in flight (a semaphore) and requests and tokens per minute (two token
-buckets refilled continuously).
+A rate limit (429, or 503 with retry-after: `RetryableError.rate_limited`) spends no attempt: it is
+waited out (our backoff capped at RATE_LIMIT_MAX_BACKOFF when the server names no wait) for up to
+`max_rate_limited_s` from the request's first rate limit, then RateLimitedTooLong stops the run.
+`Limiter` bounds requests in flight (a semaphore, held by a request across its retries: `hold`) and
+requests and tokens per minute (two token buckets refilled continuously, taken per attempt: `attempt`).
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 
 from labeler.config import RetryPolicy
-from labeler.errors import RetryableError
+from labeler.errors import RateLimitedTooLong, RetryableError
 
 T = TypeVar("T")
+# A rate limit without a retry-after lifts on the server's clock, not ours: probe every few seconds at
+# most (one request per held slot), so throughput comes back within seconds of it lifting.
+RATE_LIMIT_MAX_BACKOFF = 4.0
 
 
 class _WaitRetryAfter:
@@ -35,6 +41,8 @@ class _WaitRetryAfter:
     def __call__(self, state: RetryCallState) -> float:
         wait = self.backoff(state)
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableError) and exc.rate_limited:
+            wait = min(wait, RATE_LIMIT_MAX_BACKOFF)
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
             wait = max(wait, min(exc.retry_after, self.policy.max_retry_after))
         return float(wait)
@@ -46,9 +54,12 @@ async def call_with_retry(
     *,
     on_retry: Callable[[RetryableError, int], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[T, int]:
     """Run `fn` until it succeeds or a non-retryable error or the attempt cap. Returns (result, attempts).
     `sleep` (default asyncio.sleep) waits between attempts; tests pass one that records the waits.
+    Rate-limited attempts are counted in the result but not against `max_attempts`; once the request
+    has waited on rate limits for `max_rate_limited_s`, RateLimitedTooLong is raised.
 
     The first attempt runs outside tenacity: most calls succeed at once, and setting tenacity up costs
     as much as parsing an answer. A first failure is replayed as tenacity's attempt 1, so the waits,
@@ -62,6 +73,24 @@ async def call_with_retry(
     if me is not None and me.cancelling():  # cancelled while the first attempt ran: don't retry
         raise asyncio.CancelledError
 
+    failures = 0  # attempts that count against max_attempts
+    limited_since: float | None = None  # when this request was first rate limited
+
+    def note(exc: RetryableError) -> None:
+        nonlocal failures, limited_since
+        if not exc.rate_limited:
+            failures += 1
+            return
+        now = clock()
+        limited_since = now if limited_since is None else limited_since
+        if now - limited_since >= policy.max_rate_limited_s:
+            raise RateLimitedTooLong(
+                f"rate limited ({exc}) for {now - limited_since:.0f}s, past retry.max_rate_limited_s = "
+                f"{policy.max_rate_limited_s:g}; wait for the limit to lift or raise retry.max_rate_limited_s",
+                status=exc.status,
+                request_id=exc.request_id,
+            ) from exc
+
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         if on_retry is not None and isinstance(exc, RetryableError):
@@ -69,7 +98,7 @@ async def call_with_retry(
 
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(RetryableError),
-        stop=stop_after_attempt(policy.max_attempts),
+        stop=lambda state: failures >= policy.max_attempts,
         wait=_WaitRetryAfter(policy),
         before_sleep=before_sleep,
         reraise=True,
@@ -79,9 +108,13 @@ async def call_with_retry(
     async for attempt in retrying:
         with attempt:
             attempts = attempt.retry_state.attempt_number
-            if attempts == 1:
-                raise first
-            result = await fn()
+            try:
+                if attempts == 1:
+                    raise first
+                result = await fn()
+            except RetryableError as exc:
+                note(exc)
+                raise
     return result, attempts
 
 
@@ -120,8 +153,19 @@ class Limiter:
         self.tokens = TokenBucket(tokens_per_minute)
 
     @asynccontextmanager
-    async def slot(self, tokens: int) -> AsyncIterator[None]:
+    async def hold(self) -> AsyncIterator[None]:
+        """A place among the requests in flight, for one request and all its retries."""
         async with self.semaphore:
-            await self.requests.take(1)
-            await self.tokens.take(tokens)
+            yield
+
+    @asynccontextmanager
+    async def attempt(self, tokens: int) -> AsyncIterator[None]:
+        """One attempt, inside `hold`: within the per-minute limits."""
+        await self.requests.take(1)
+        await self.tokens.take(tokens)
+        yield
+
+    @asynccontextmanager
+    async def slot(self, tokens: int) -> AsyncIterator[None]:
+        async with self.hold(), self.attempt(tokens):
             yield

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from labeler.confidence.distributions import pick_confidence, verbalized_dist, vote_dist
 from labeler.config import Member, TaskConfig
-from labeler.errors import BackendError, FatalError, LabelerError, RetryableError, TemplateError
+from labeler.errors import BackendError, FatalError, RateLimitedTooLong, RetryableError, TemplateError, first_error
 from labeler.label import tokens
 from labeler.label.adaptive import AdaptiveLimiter, FixedLimiter, PassThrough, make_limiter
 from labeler.label.backends import Backend
@@ -61,6 +62,7 @@ class MemberWorker:
     # items in a row that the server rejected outright with the same status (400, 422, ...), and it
     consecutive_fatal: int = 0
     last_fatal: FatalError | None = None
+    limited: dict[int, float] = field(default_factory=dict)  # request -> when it was first rate limited
 
     def __post_init__(self) -> None:
         ep = self.member.endpoint
@@ -83,13 +85,20 @@ class MemberWorker:
             est = tokens.count("".join(m.content for m in request.messages), request.model) + request.max_tokens
 
         async def once() -> Completion:
-            async with self.limiter.slot(est):
+            async with self.limiter.attempt(est):
                 return await self.backend.complete(request)
 
         def on_retry(exc: RetryableError, attempt: int) -> None:
             log.debug("retrying (%d) after: %s", attempt, exc)
+            if exc.rate_limited:
+                self.limited.setdefault(id(me), time.monotonic())
 
-        completion, attempts = await call_with_retry(once, self.task.retry, on_retry=on_retry)
+        me = object()
+        try:  # the request keeps its place among those in flight while it waits to retry
+            async with self.limiter.hold():
+                completion, attempts = await call_with_retry(once, self.task.retry, on_retry=on_retry)
+        finally:
+            self.limited.pop(id(me), None)
         spend.cached = False
         spend.attempts += attempts
         spend.input_tokens += completion.input_tokens
@@ -328,10 +337,7 @@ class RunSummary:
 
 
 def _take(it: Iterator[Item], limit: int | None) -> Iterator[Item]:
-    for n, item in enumerate(it):
-        if limit is not None and n >= limit:
-            return
-        yield item
+    return it if limit is None else itertools.islice(it, limit)
 
 
 async def label_pending(
@@ -352,8 +358,10 @@ async def label_pending(
     is set, workers finish the items they hold (their answers are paid for: keep them) and take no more.
     `single`: one item a request even if the member asks K (the items a Batch API run left over)."""
     workers: list[MemberWorker] = []
+    ticker = None  # redraws the progress line while no item finishes (a rate limit being waited out)
     if progress is not None:
         progress.gauge = lambda: _gauge(workers)
+        ticker = asyncio.get_running_loop().create_task(progress.tick_forever())
 
     async def run_member(member: Member) -> None:
         worker = MemberWorker(task, member, backends[member.name], cache)
@@ -404,16 +412,25 @@ async def label_pending(
             for m in task.members:
                 tg.create_task(run_member(m))
     except BaseExceptionGroup as group:
-        raise _first_error(group) from None
+        err = first_error(group)
+        if isinstance(err, RateLimitedTooLong):  # its items were not stored: they stay pending
+            raise RateLimitedTooLong(f"{err}, then `labeler resume {store.run_dir}`", status=err.status) from None
+        raise err from None
     finally:  # results are group-committed: whatever happened, commit what was answered
+        if ticker is not None:
+            ticker.cancel()
         store.flush()
         cache.flush()
 
 
 def _gauge(workers: Sequence[MemberWorker]) -> str | None:
-    """What the progress line shows of adaptive or pooled concurrency: the limit now, summed over members."""
+    """What the progress line shows of adaptive or pooled concurrency (the limit now, summed over members)
+    and of a rate limit being waited out (since the oldest request still waiting on one)."""
     values = [g for w in workers if (g := w.limiter.gauge()) is not None]
-    return f"concurrency {sum(values)}" if values else None
+    waits = [min(w.limited.values()) for w in workers if w.limited]
+    shown = [f"waiting on a rate limit for {time.monotonic() - min(waits):.0f}s"] if waits else []
+    shown += [f"concurrency {sum(values)}"] if values else []
+    return "  ".join(shown) or None
 
 
 def _rejected_everything(task: TaskConfig, member: Member, n: int, last: FatalError, store: RunStore) -> FatalError:
@@ -429,19 +446,3 @@ def _rejected_everything(task: TaskConfig, member: Member, n: int, last: FatalEr
         status=last.status,
         request_id=last.request_id,
     )
-
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The error to show from a task group: a LabelerError if there is one, else the first."""
-    flat: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(reversed(exc.exceptions))
-        else:
-            flat.append(exc)
-    for exc in flat:
-        if isinstance(exc, LabelerError):
-            return exc
-    return flat[0]
