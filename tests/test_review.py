@@ -306,11 +306,11 @@ def test_argilla_round_trip(run: tuple[Path, dict[str, str]], tmp_path: Path) ->
     queue = queue_of(run_dir)
     one, two = simulate(queue, truth)
     u1, u2 = "6f0c8f4e-0000-4000-8000-000000000001", "6f0c8f4e-0000-4000-8000-000000000002"
-    for r in records:  # as `dataset.records.to_json` writes them after review
-        r["responses"] = {"label": [{"value": one[r["id"]], "user_id": u1}]}
+    for r in records:  # as Argilla writes them after review, with each response's status
+        r["responses"] = {"label": [{"value": one[r["id"]], "user_id": u1, "status": "submitted"}]}
         if r["id"] in two:
-            r["responses"]["label"].append({"value": two[r["id"]], "user_id": u2})
-            r["responses"]["correction_reason"] = [{"value": "ambiguous", "user_id": u2}]
+            r["responses"]["label"].append({"value": two[r["id"]], "user_id": u2, "status": "submitted"})
+            r["responses"]["correction_reason"] = [{"value": "ambiguous", "user_id": u2, "status": "submitted"}]
     records[0]["responses"]["label"].append({"value": "tech", "user_id": "drafter", "status": "draft"})
     out = tmp_path / "argilla_export.json"
     out.write_text(json.dumps(records), encoding="utf-8")

@@ -141,7 +141,7 @@ def argilla_records(run: Path, tmp_path: Path) -> list[dict[str, Any]]:
 def test_argilla_json_lines_are_read(run: Path, tmp_path: Path) -> None:
     records = argilla_records(run, tmp_path)
     for r in records[:3]:
-        r["responses"] = {"label": [{"value": "sport", "user_id": "u1"}]}
+        r["responses"] = {"label": [{"value": "sport", "user_id": "u1", "status": "submitted"}]}
     path = tmp_path / "records.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     s = import_reviews(run, path)
@@ -177,11 +177,63 @@ def test_argilla_rest_shape_is_read_and_statuses_respected(run: Path, tmp_path: 
     assert s.reviewers == ("u1", "u2") and (s.added, s.unchanged) == (2, 2)
 
 
-def test_argilla_to_json_has_no_status_so_responses_count_with_a_warning(run: Path, tmp_path: Path) -> None:
+def test_argilla_to_json_has_no_status_so_its_responses_do_not_count(run: Path, tmp_path: Path) -> None:
     records = argilla_records(run, tmp_path)
     records[0]["responses"] = {"label": [{"value": "sport", "user_id": "u1"}]}
-    s = import_reviews(run, write_json(tmp_path / "a.json", records))
-    assert s.reviews == 1 and any("carry no status" in w for w in s.warnings)
+    with pytest.raises(ReviewError, match=r"carries a status; .*to_list\(flatten=True\)"):
+        import_reviews(run, write_json(tmp_path / "a.json", records))
+
+
+def argilla_shapes(records: list[dict[str, Any]], statuses: dict[str, str]) -> dict[str, Any]:
+    """The same responses (user -> status) on the first record, as each Argilla shape writes them."""
+    first = records[0]
+    nested = [{**r, "responses": {}} for r in records]
+    nested[0]["responses"] = {"label": [{"value": "sport", "user_id": u, "status": st} for u, st in statuses.items()]}
+    flat = [{"id": r["id"], "text": r["fields"]["text"]} for r in records]
+    flat[0].update({"label.responses": ["sport"] * len(statuses), "label.responses.users": list(statuses),
+                    "label.responses.status": list(statuses.values())})  # fmt: skip
+    listed = [{**r, "responses": []} for r in records]
+    listed[0]["responses"] = [
+        {"question_name": "label", "value": "sport", "user_id": u, "status": st} for u, st in statuses.items()
+    ]
+    rest = {
+        "items": [
+            {"id": f"srv-{n}", "external_id": r["id"], "fields": r["fields"], "responses": []}
+            for n, r in enumerate(records)
+        ]
+    }
+    rest["items"][0]["responses"] = [
+        {"values": {"label": {"value": "sport"}}, "user_id": u, "status": st} for u, st in statuses.items()
+    ]
+    assert first["id"] == rest["items"][0]["external_id"]
+    return {"nested": nested, "flat": flat, "listed": listed, "rest": rest}
+
+
+@pytest.mark.parametrize("shape", ["nested", "flat", "listed", "rest", "jsonl"])
+def test_one_rule_of_response_status_for_every_argilla_shape(run: Path, tmp_path: Path, shape: str) -> None:
+    statuses = {"u1": "submitted", "u2": "draft", "u3": "discarded"}
+    shapes = argilla_shapes(argilla_records(run, tmp_path), statuses)
+    if shape == "jsonl":
+        path = tmp_path / "records.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in shapes["flat"]), encoding="utf-8")
+    else:
+        path = write_json(tmp_path / f"{shape}.json", shapes[shape])
+    s = import_reviews(run, path)
+    assert (s.reviews, s.reviewers) == (1, ("u1",))  # the discarded and the draft answers never count
+    left = next(w for w in s.warnings if w.startswith("left out"))
+    assert "1 discarded" in left and "1 draft" in left and "without a status" not in left
+    s = import_reviews(run, path, include_drafts=True)
+    assert s.reviewers == ("u1", "u2")  # a draft with --include-drafts; still never the discarded one
+
+
+def test_argilla_live_pull_reads_status_by_the_same_rule() -> None:
+    from labeler.review.argilla import response_counts
+    from labeler.review.live_argilla import pulled_from_records
+
+    responses = [{"user_id": u, "status": st, "values": {"label": {"value": "sport"}}}
+                 for u, st in (("u1", "submitted"), ("u2", "draft"), ("u3", "discarded"), ("u4", None))]  # fmt: skip
+    got = pulled_from_records([{"id": "srv", "external_id": "i1", "responses": responses}])
+    assert [p.reviewer for p in got] == [r["user_id"] for r in responses if response_counts(r["status"])] == ["u1"]
 
 
 def test_zero_answers_from_argilla_say_why(run: Path, tmp_path: Path) -> None:

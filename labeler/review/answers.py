@@ -64,7 +64,10 @@ def _table(path: Path, fmt: str | None, label_control: str) -> Parsed:
     if fmt in (None, "labelstudio") and label_studio:
         return parse_labelstudio_flat(rows, fmt="labelstudio-csv", label_control=label_control)
     if fmt == "argilla":
-        raise ReviewError(f"{path.name}: Argilla exports are JSON; write them with dataset.records.to_json(path)")
+        raise ReviewError(
+            f"{path.name}: Argilla exports are JSON; write them with "
+            "json.dump(dataset.records.to_list(flatten=True), f)"
+        )
     raise ReviewError(
         f"{path.name} is neither the review CSV (columns id, human_label, as `labeler review export --format csv` "
         "writes) nor a Label Studio CSV export (columns item_id, annotator, label); its columns: "

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from labeler.errors import ReviewError
-from labeler.review.argilla import argilla_records, argilla_settings
+from labeler.review.argilla import argilla_records, argilla_settings, response_counts
 from labeler.review.common import LABEL, NOTE, REASON
 from labeler.review.live_common import Pulled
 from labeler.store.rows import QueueEntry
@@ -136,7 +136,7 @@ def pulled_from_records(records: Sequence[dict[str, Any]], *, adjudicators: Coll
     for rec in records:
         item = rec.get("external_id") or rec.get("id")
         for resp in rec.get("responses") or []:
-            if resp.get("status") != "submitted":
+            if not response_counts(resp.get("status")):
                 continue
             values = {q: (v.get("value") if isinstance(v, dict) else v) for q, v in (resp.get("values") or {}).items()}
             if values.get(LABEL) in (None, ""):
