@@ -67,6 +67,18 @@ def test_scores_are_written_with_four_decimals(run: Path, tmp_path: Path) -> Non
 
 
 # --- Label Studio's shapes ------------------------------------------------------------------------------------
+def test_a_skip_only_label_studio_export_says_what_it_held(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)
+    flat = [  # JSON-MIN of a project whose every annotation was skipped
+        {**t["data"], "id": 100 + n, "annotator": 7, "annotation_id": n, "was_cancelled": True}
+        for n, t in enumerate(tasks[:3])
+    ]
+    with pytest.raises(ReviewError, match=r"holds 3 records, all skipped \(cancelled\) in Label Studio"):
+        import_reviews(run, write_json(tmp_path / "skipped.json", flat))
+    with pytest.raises(ReviewError, match=r"empty list \(0 tasks or records\).*only skips"):
+        import_reviews(run, write_json(tmp_path / "empty.json", []))
+
+
 def test_label_studio_json_min_export_is_read(run: Path, tmp_path: Path) -> None:
     tasks = ls_tasks(run, tmp_path)
     flat = [  # as Label Studio's JSON-MIN converter writes it: data keys, controls, annotator, annotation_id
@@ -246,5 +258,5 @@ def test_zero_answers_from_argilla_say_why(run: Path, tmp_path: Path) -> None:
     records[0]["responses"] = {"topic": [{"value": "sport", "user_id": "u1"}]}
     with pytest.raises(ReviewError, match=r"the responses answer 'topic'.*--label-control"):
         import_reviews(run, write_json(tmp_path / "topic.json", records))
-    with pytest.raises(ReviewError, match=r"holds no tasks or records"):
+    with pytest.raises(ReviewError, match=r"empty list \(0 tasks or records\): no answers yet.*skipped"):
         import_reviews(run, write_json(tmp_path / "empty.json", []))

@@ -98,7 +98,10 @@ def _parse_json(
     data: Any, fmt: str | None, *, name: str, label_control: str, include_drafts: bool, jsonl: bool
 ) -> Parsed:
     if isinstance(data, list) and not data:
-        raise ReviewError(f"{name} holds no tasks or records; export again once the project has items")
+        raise ReviewError(
+            f"{name} is an empty list (0 tasks or records): no answers yet; Label Studio's default export leaves "
+            "out tasks with no annotation and skipped ones, so a project with only skips exports like this"
+        )
     shape = _json_shape(data)
     if fmt == "labelstudio" and shape != "labelstudio-min":
         shape = "labelstudio"

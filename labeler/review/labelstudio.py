@@ -232,7 +232,9 @@ def parse_labelstudio_flat(records: Sequence[Mapping[str, Any]], *, fmt: str, la
     items: set[str] = set()
     other: Counter[str] = Counter()
     emails: set[str] = set()
+    skipped = 0
     for i, rec in enumerate(records, start=1):
+        skipped += str(rec.get("was_cancelled", "")).strip().lower() in ("true", "1")
         item_id = text_or_none(rec.get("item_id"))
         if item_id is None:
             raise ReviewError(f"{what} {i}: no item_id; import tasks made by `labeler review export`")
@@ -262,6 +264,8 @@ def parse_labelstudio_flat(records: Sequence[Mapping[str, Any]], *, fmt: str, la
     if not answers:
         if not records:
             why = "it lists no tasks; export the project from Label Studio"
+        elif skipped == len(records):
+            why = f"it holds {len(records)} {what}s, all skipped (cancelled) in Label Studio: no answers yet"
         elif other:
             why = _wrong_control(len(records), other, label_control, "label")
         else:
