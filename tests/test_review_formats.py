@@ -67,6 +67,20 @@ def test_scores_are_written_with_four_decimals(run: Path, tmp_path: Path) -> Non
 
 
 # --- Label Studio's shapes ------------------------------------------------------------------------------------
+def test_a_task_missing_from_the_default_export_keeps_its_review_and_says_why(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["sport"]}}]
+    for n, t in enumerate(tasks[:4]):
+        t["annotations"] = [{"id": n + 1, "completed_by": 7, "result": result, "was_cancelled": False}]
+    s = import_reviews(run, write_json(tmp_path / "all.json", tasks[:4]))
+    assert s.added == 4 and not any("not in this file" in w for w in s.warnings)
+    # the 4th task's only annotation is deleted: Label Studio's default export leaves the task out
+    s = import_reviews(run, write_json(tmp_path / "default.json", tasks[:3]))
+    assert (s.removed, s.unchanged) == (0, 3)
+    assert any(w.startswith("1 items reviewed before are not in this file") and "download_all_tasks" in w
+               for w in s.warnings), s.warnings  # fmt: skip
+
+
 def test_a_skip_only_label_studio_export_says_what_it_held(run: Path, tmp_path: Path) -> None:
     tasks = ls_tasks(run, tmp_path)
     flat = [  # JSON-MIN of a project whose every annotation was skipped
