@@ -81,6 +81,23 @@ def test_a_task_missing_from_the_default_export_keeps_its_review_and_says_why(ru
                for w in s.warnings), s.warnings  # fmt: skip
 
 
+def test_ground_truth_is_read_alike_by_the_file_import_and_the_live_pull(run: Path, tmp_path: Path) -> None:
+    from labeler.review.live_labelstudio import pulled_from_export
+    from labeler.store import RunStore
+
+    tasks = ls_tasks(run, tmp_path)[:3]
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["sport"]}}]
+    for n, t in enumerate(tasks):
+        t["annotations"] = [{"id": n + 1, "completed_by": 7, "result": result, "was_cancelled": False,
+                             "ground_truth": n < 2}]  # fmt: skip
+    s = import_reviews(run, write_json(tmp_path / "gt.json", tasks))
+    assert s.adjudicated == 2 == sum(p.adjudication for p in pulled_from_export(tasks))
+    store = RunStore.open(run)
+    adjudicated = {r.item_id for revs in store.reviews().values() for r in revs if r.adjudication}
+    store.close()
+    assert adjudicated == {t["data"]["item_id"] for t in tasks[:2]}
+
+
 def test_a_skip_only_label_studio_export_says_what_it_held(run: Path, tmp_path: Path) -> None:
     tasks = ls_tasks(run, tmp_path)
     flat = [  # JSON-MIN of a project whose every annotation was skipped

@@ -179,5 +179,5 @@ def check_answers(
         reviewer = a.reviewer or default_reviewer
         if not reviewer:
             raise ReviewError(f"{a.where}: no reviewer; fill the reviewer column or pass --reviewer NAME")
-        out.append(Review(a.item_id, reviewer, label, reason, a.note or None, source, adjudication))
+        out.append(Review(a.item_id, reviewer, label, reason, a.note or None, source, adjudication or a.adjudication))
     return out

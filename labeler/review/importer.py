@@ -45,6 +45,7 @@ class ImportSummary:
     unchanged: int = 0
     removed: int = 0  # answers of this source on the file's items that the file no longer holds
     duplicates: int = 0  # earlier answers of one reviewer to one item, dropped for the latest
+    adjudicated: int = 0  # answers that adjudicate (Label Studio's ground truth, or --adjudication)
     warnings: tuple[str, ...] = ()
 
 
@@ -181,6 +182,7 @@ def import_reviews(
             unchanged=plan.unchanged,
             removed=len(plan.remove),
             duplicates=duplicates,
+            adjudicated=sum(r.adjudication for r in reviews),
             warnings=tuple(warnings),
         )
     finally:

@@ -145,6 +145,12 @@ def _wrong_control(n_tasks: int, other: Counter[str], label_control: str, kind: 
     )
 
 
+def ground_truth(annotation: Mapping[str, Any]) -> bool:
+    """Whether a Label Studio annotation is marked ground truth (an adjudication): the one reader of it for
+    the file import and the live pull."""
+    return str(annotation.get("ground_truth", "")).strip().lower() in ("true", "1")
+
+
 def parse_labelstudio(tasks: Any, *, label_control: str = LABEL) -> Parsed:
     """Answers from Label Studio's JSON export: per task its data.item_id, per annotation (not cancelled)
     the `label_control` choice, the optional reason and note, the author and its time."""
@@ -196,6 +202,7 @@ def parse_labelstudio(tasks: Any, *, label_control: str = LABEL) -> Parsed:
                     text_or_none(reason),
                     text_or_none(got.get(NOTE)),
                     order=_order(ann, "id"),
+                    adjudication=ground_truth(ann),
                 )
             )
     why = ""
