@@ -291,3 +291,22 @@ def test_zero_answers_from_argilla_say_why(run: Path, tmp_path: Path) -> None:
         import_reviews(run, write_json(tmp_path / "topic.json", records))
     with pytest.raises(ReviewError, match=r"empty list \(0 tasks or records\): no answers yet.*skipped"):
         import_reviews(run, write_json(tmp_path / "empty.json", []))
+
+
+def test_output_to_a_closed_pipe_ends_quietly(run: Path, tmp_path: Path) -> None:
+    """`labeler review import ... | head -1`: no BrokenPipeError traceback, an exit like a killed writer's."""
+    import subprocess
+    import sys
+
+    tasks = ls_tasks(run, tmp_path)
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["sport"]}}]
+    for n, t in enumerate(tasks):
+        t["annotations"] = [{"id": n + 1, "completed_by": 7, "result": result, "was_cancelled": False}]
+    path = write_json(tmp_path / "all.json", tasks)
+    code = "import sys; from labeler.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "review", "import", str(run), str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before labeler writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141) and "Traceback" not in err and "BrokenPipe" not in err, err

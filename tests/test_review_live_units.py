@@ -322,3 +322,16 @@ def test_a_refused_token_is_one_line_naming_the_variable(tmp_path: Path) -> None
     assert "\n" not in str(err.value)
     with pytest.raises(ReviewError, match="was not pushed"):
         pull_run(run_dir, tool="labelstudio", env=env, transport=httpx2.MockTransport(refuse))
+
+
+def test_an_argilla_sdk_error_becomes_one_line_naming_the_fix() -> None:
+    from labeler.review.live_argilla import sdk_errors
+
+    class ForbiddenError(Exception):  # the SDK's, raised for an annotator's key
+        pass
+
+    forbidden = r"failed to pull dataset 'd' \(ForbiddenError\); the key's role.*owner"
+    with pytest.raises(ReviewError, match=forbidden), sdk_errors("http://a", "pull dataset 'd'"):
+        raise ForbiddenError("403 Forbidden")
+    with pytest.raises(ReviewError, match=r"^no dataset$"), sdk_errors("http://a", "pull"):
+        raise ReviewError("no dataset")  # our own one-line errors pass unchanged
