@@ -310,3 +310,11 @@ def test_output_to_a_closed_pipe_ends_quietly(run: Path, tmp_path: Path) -> None
     proc.stdout.close()  # the reader is gone before labeler writes
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) in (0, 141) and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_an_empty_label_studio_csv_export_says_no_annotations_yet(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)[:2]
+    path = tmp_path / "ls.csv"
+    path.write_text("id,item_id,text\n" + "".join(f"{n},{t['data']['item_id']},x\n" for n, t in enumerate(tasks)))
+    with pytest.raises(ReviewError, match=r"a Label Studio CSV export with no annotations yet \(2 rows"):
+        import_reviews(run, path)

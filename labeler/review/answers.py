@@ -68,6 +68,11 @@ def _table(path: Path, fmt: str | None, label_control: str) -> Parsed:
             f"{path.name}: Argilla exports are JSON; write them with "
             "json.dump(dataset.records.to_list(flatten=True), f)"
         )
+    if "item_id" in cols and fmt in (None, "labelstudio"):  # our tasks' data, but no annotation column
+        raise ReviewError(
+            f"{path.name}: a Label Studio CSV export with no annotations yet ({len(rows)} rows, no "
+            f"{label_control!r} column); label tasks in Label Studio, then export again"
+        )
     raise ReviewError(
         f"{path.name} is neither the review CSV (columns id, human_label, as `labeler review export --format csv` "
         "writes) nor a Label Studio CSV export (columns item_id, annotator, label); its columns: "
