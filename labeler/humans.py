@@ -7,7 +7,8 @@ and the input's gold column (as the reviewer "gold"). The rule:
     2. else the majority of the votes
     3. a tie goes to gold when gold is among the tied labels
     4. else to the earliest answer among the tied labels (the first reviewer to answer, by import time)
-    Ties stay flagged (tie=True), so they can be adjudicated; an adjudication then replaces the choice.
+    Ties stay flagged (tie=True), so they can be adjudicated; an adjudication then replaces the choice and
+settles the tie (tie=False; the votes stay visible).
 
 The final dataset and the evaluation reference both use this rule, so they agree on every item. Why not
 leave tied items without a label, or break ties by label order or by the LLM's label: dropping them would
@@ -45,7 +46,7 @@ def decide(votes: Mapping[str, str], *, adjudication: str | None = None) -> Huma
     tied = [v for v, c in counts.items() if c == top]
     tie = len(tied) > 1
     if adjudication is not None:
-        return HumanLabel(adjudication, "adjudicated", tie, dict(votes), adjudication)
+        return HumanLabel(adjudication, "adjudicated", False, dict(votes), adjudication)  # settled: no tie
     if not counts:
         return HumanLabel(None, None, False, {})
     if not tie:

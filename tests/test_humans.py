@@ -27,8 +27,8 @@ from labeler.humans import HumanLabel, decide
             None,
             HumanLabel("b", "human", True, {"ann": "b", "bob": "c", "cy": "c", "dee": "b"}),
         ),
-        # an adjudication wins over everything, and the tie stays visible
-        ({"ann": "a", "bob": "b"}, "c", HumanLabel("c", "adjudicated", True, {"ann": "a", "bob": "b"}, "c")),
+        # an adjudication wins over everything and settles the tie (the votes stay visible)
+        ({"ann": "a", "bob": "b"}, "c", HumanLabel("c", "adjudicated", False, {"ann": "a", "bob": "b"}, "c")),
         ({}, "c", HumanLabel("c", "adjudicated", False, {}, "c")),
     ],
 )

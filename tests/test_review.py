@@ -267,7 +267,7 @@ def test_round_trip_two_reviewers_through_label_studio(run: tuple[Path, dict[str
     final = {r["id"]: r for r in map(json.loads, (tmp_path / "final.jsonl").read_text().splitlines())}
     assert len(final) == N and counts["adjudicated"] == len(ties)
     assert all(final[i]["label"] == truth[i] and final[i]["source"] == "adjudicated" for i in ties)
-    assert all(final[i]["tie"] for i in ties)  # still flagged: the reviewers did split
+    assert not any(final[i]["tie"] for i in ties)  # settled by the adjudication (the split votes stay in human_labels)
 
 
 # --- Argilla -----------------------------------------------------------------------------------------------
@@ -306,11 +306,11 @@ def test_argilla_round_trip(run: tuple[Path, dict[str, str]], tmp_path: Path) ->
     queue = queue_of(run_dir)
     one, two = simulate(queue, truth)
     u1, u2 = "6f0c8f4e-0000-4000-8000-000000000001", "6f0c8f4e-0000-4000-8000-000000000002"
-    for r in records:  # as `dataset.records.to_json` writes them after review
-        r["responses"] = {"label": [{"value": one[r["id"]], "user_id": u1}]}
+    for r in records:  # as Argilla writes them after review, with each response's status
+        r["responses"] = {"label": [{"value": one[r["id"]], "user_id": u1, "status": "submitted"}]}
         if r["id"] in two:
-            r["responses"]["label"].append({"value": two[r["id"]], "user_id": u2})
-            r["responses"]["correction_reason"] = [{"value": "ambiguous", "user_id": u2}]
+            r["responses"]["label"].append({"value": two[r["id"]], "user_id": u2, "status": "submitted"})
+            r["responses"]["correction_reason"] = [{"value": "ambiguous", "user_id": u2, "status": "submitted"}]
     records[0]["responses"]["label"].append({"value": "tech", "user_id": "drafter", "status": "draft"})
     out = tmp_path / "argilla_export.json"
     out.write_text(json.dumps(records), encoding="utf-8")
@@ -418,7 +418,7 @@ def test_final_label_rule_is_humans_decide() -> None:
     m = decide({"r1": "b", "r2": "c"})
     assert (m.label, m.source, m.tie) == ("b", "human", True)  # a tie: the earliest answer, flagged
     m = decide({"r1": "b", "r2": "c"}, adjudication="c")
-    assert (m.label, m.source, m.tie) == ("c", "adjudicated", True)
+    assert (m.label, m.source, m.tie) == ("c", "adjudicated", False)  # the adjudication settles the tie
     m = decide({"r1": "b"})
     assert (m.label, m.source) == ("b", "human")  # a failed item labeled by a human
     m = decide({"r1": "b", "gold": "c"})

@@ -67,6 +67,49 @@ def test_scores_are_written_with_four_decimals(run: Path, tmp_path: Path) -> Non
 
 
 # --- Label Studio's shapes ------------------------------------------------------------------------------------
+def test_a_task_missing_from_the_default_export_keeps_its_review_and_says_why(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["sport"]}}]
+    for n, t in enumerate(tasks[:4]):
+        t["annotations"] = [{"id": n + 1, "completed_by": 7, "result": result, "was_cancelled": False}]
+    s = import_reviews(run, write_json(tmp_path / "all.json", tasks[:4]))
+    assert s.added == 4 and not any("not in this file" in w for w in s.warnings)
+    # the 4th task's only annotation is deleted: Label Studio's default export leaves the task out
+    s = import_reviews(run, write_json(tmp_path / "default.json", tasks[:3]))
+    assert (s.removed, s.unchanged) == (0, 3)
+    assert any(w.startswith("1 items reviewed before are not in this file") and "download_all_tasks" in w
+               for w in s.warnings), s.warnings  # fmt: skip
+
+
+def test_ground_truth_is_read_alike_by_the_file_import_and_the_live_pull(run: Path, tmp_path: Path) -> None:
+    from labeler.review.live_labelstudio import pulled_from_export
+    from labeler.store import RunStore
+
+    tasks = ls_tasks(run, tmp_path)[:3]
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["sport"]}}]
+    for n, t in enumerate(tasks):
+        t["annotations"] = [{"id": n + 1, "completed_by": 7, "result": result, "was_cancelled": False,
+                             "ground_truth": n < 2}]  # fmt: skip
+    s = import_reviews(run, write_json(tmp_path / "gt.json", tasks))
+    assert s.adjudicated == 2 == sum(p.adjudication for p in pulled_from_export(tasks))
+    store = RunStore.open(run)
+    adjudicated = {r.item_id for revs in store.reviews().values() for r in revs if r.adjudication}
+    store.close()
+    assert adjudicated == {t["data"]["item_id"] for t in tasks[:2]}
+
+
+def test_a_skip_only_label_studio_export_says_what_it_held(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)
+    flat = [  # JSON-MIN of a project whose every annotation was skipped
+        {**t["data"], "id": 100 + n, "annotator": 7, "annotation_id": n, "was_cancelled": True}
+        for n, t in enumerate(tasks[:3])
+    ]
+    with pytest.raises(ReviewError, match=r"holds 3 records, all skipped \(cancelled\) in Label Studio"):
+        import_reviews(run, write_json(tmp_path / "skipped.json", flat))
+    with pytest.raises(ReviewError, match=r"empty list \(0 tasks or records\).*only skips"):
+        import_reviews(run, write_json(tmp_path / "empty.json", []))
+
+
 def test_label_studio_json_min_export_is_read(run: Path, tmp_path: Path) -> None:
     tasks = ls_tasks(run, tmp_path)
     flat = [  # as Label Studio's JSON-MIN converter writes it: data keys, controls, annotator, annotation_id
@@ -141,7 +184,7 @@ def argilla_records(run: Path, tmp_path: Path) -> list[dict[str, Any]]:
 def test_argilla_json_lines_are_read(run: Path, tmp_path: Path) -> None:
     records = argilla_records(run, tmp_path)
     for r in records[:3]:
-        r["responses"] = {"label": [{"value": "sport", "user_id": "u1"}]}
+        r["responses"] = {"label": [{"value": "sport", "user_id": "u1", "status": "submitted"}]}
     path = tmp_path / "records.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     s = import_reviews(run, path)
@@ -177,11 +220,63 @@ def test_argilla_rest_shape_is_read_and_statuses_respected(run: Path, tmp_path: 
     assert s.reviewers == ("u1", "u2") and (s.added, s.unchanged) == (2, 2)
 
 
-def test_argilla_to_json_has_no_status_so_responses_count_with_a_warning(run: Path, tmp_path: Path) -> None:
+def test_argilla_to_json_has_no_status_so_its_responses_do_not_count(run: Path, tmp_path: Path) -> None:
     records = argilla_records(run, tmp_path)
     records[0]["responses"] = {"label": [{"value": "sport", "user_id": "u1"}]}
-    s = import_reviews(run, write_json(tmp_path / "a.json", records))
-    assert s.reviews == 1 and any("carry no status" in w for w in s.warnings)
+    with pytest.raises(ReviewError, match=r"carries a status; .*to_list\(flatten=True\)"):
+        import_reviews(run, write_json(tmp_path / "a.json", records))
+
+
+def argilla_shapes(records: list[dict[str, Any]], statuses: dict[str, str]) -> dict[str, Any]:
+    """The same responses (user -> status) on the first record, as each Argilla shape writes them."""
+    first = records[0]
+    nested = [{**r, "responses": {}} for r in records]
+    nested[0]["responses"] = {"label": [{"value": "sport", "user_id": u, "status": st} for u, st in statuses.items()]}
+    flat = [{"id": r["id"], "text": r["fields"]["text"]} for r in records]
+    flat[0].update({"label.responses": ["sport"] * len(statuses), "label.responses.users": list(statuses),
+                    "label.responses.status": list(statuses.values())})  # fmt: skip
+    listed = [{**r, "responses": []} for r in records]
+    listed[0]["responses"] = [
+        {"question_name": "label", "value": "sport", "user_id": u, "status": st} for u, st in statuses.items()
+    ]
+    rest = {
+        "items": [
+            {"id": f"srv-{n}", "external_id": r["id"], "fields": r["fields"], "responses": []}
+            for n, r in enumerate(records)
+        ]
+    }
+    rest["items"][0]["responses"] = [
+        {"values": {"label": {"value": "sport"}}, "user_id": u, "status": st} for u, st in statuses.items()
+    ]
+    assert first["id"] == rest["items"][0]["external_id"]
+    return {"nested": nested, "flat": flat, "listed": listed, "rest": rest}
+
+
+@pytest.mark.parametrize("shape", ["nested", "flat", "listed", "rest", "jsonl"])
+def test_one_rule_of_response_status_for_every_argilla_shape(run: Path, tmp_path: Path, shape: str) -> None:
+    statuses = {"u1": "submitted", "u2": "draft", "u3": "discarded"}
+    shapes = argilla_shapes(argilla_records(run, tmp_path), statuses)
+    if shape == "jsonl":
+        path = tmp_path / "records.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in shapes["flat"]), encoding="utf-8")
+    else:
+        path = write_json(tmp_path / f"{shape}.json", shapes[shape])
+    s = import_reviews(run, path)
+    assert (s.reviews, s.reviewers) == (1, ("u1",))  # the discarded and the draft answers never count
+    left = next(w for w in s.warnings if w.startswith("left out"))
+    assert "1 discarded" in left and "1 draft" in left and "without a status" not in left
+    s = import_reviews(run, path, include_drafts=True)
+    assert s.reviewers == ("u1", "u2")  # a draft with --include-drafts; still never the discarded one
+
+
+def test_argilla_live_pull_reads_status_by_the_same_rule() -> None:
+    from labeler.review.argilla import response_counts
+    from labeler.review.live_argilla import pulled_from_records
+
+    responses = [{"user_id": u, "status": st, "values": {"label": {"value": "sport"}}}
+                 for u, st in (("u1", "submitted"), ("u2", "draft"), ("u3", "discarded"), ("u4", None))]  # fmt: skip
+    got = pulled_from_records([{"id": "srv", "external_id": "i1", "responses": responses}])
+    assert [p.reviewer for p in got] == [r["user_id"] for r in responses if response_counts(r["status"])] == ["u1"]
 
 
 def test_zero_answers_from_argilla_say_why(run: Path, tmp_path: Path) -> None:
@@ -194,5 +289,32 @@ def test_zero_answers_from_argilla_say_why(run: Path, tmp_path: Path) -> None:
     records[0]["responses"] = {"topic": [{"value": "sport", "user_id": "u1"}]}
     with pytest.raises(ReviewError, match=r"the responses answer 'topic'.*--label-control"):
         import_reviews(run, write_json(tmp_path / "topic.json", records))
-    with pytest.raises(ReviewError, match=r"holds no tasks or records"):
+    with pytest.raises(ReviewError, match=r"empty list \(0 tasks or records\): no answers yet.*skipped"):
         import_reviews(run, write_json(tmp_path / "empty.json", []))
+
+
+def test_output_to_a_closed_pipe_ends_quietly(run: Path, tmp_path: Path) -> None:
+    """`labeler review import ... | head -1`: no BrokenPipeError traceback, an exit like a killed writer's."""
+    import subprocess
+    import sys
+
+    tasks = ls_tasks(run, tmp_path)
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["sport"]}}]
+    for n, t in enumerate(tasks):
+        t["annotations"] = [{"id": n + 1, "completed_by": 7, "result": result, "was_cancelled": False}]
+    path = write_json(tmp_path / "all.json", tasks)
+    code = "import sys; from labeler.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "review", "import", str(run), str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before labeler writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141) and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_an_empty_label_studio_csv_export_says_no_annotations_yet(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)[:2]
+    path = tmp_path / "ls.csv"
+    path.write_text("id,item_id,text\n" + "".join(f"{n},{t['data']['item_id']},x\n" for n, t in enumerate(tasks)))
+    with pytest.raises(ReviewError, match=r"a Label Studio CSV export with no annotations yet \(2 rows"):
+        import_reviews(run, path)

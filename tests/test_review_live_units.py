@@ -65,6 +65,22 @@ def test_blind_audit_shows_no_suggestion_anywhere_and_shuffles(tmp_path: Path) -
     assert [e.rank for e in ranked if e.item_id != "g1"] == list(range(1, 13))
 
 
+@pytest.mark.parametrize("blind", [False, True])
+def test_gold_is_spread_uniformly_through_the_queue_over_many_salts(blind: bool) -> None:
+    """Gold is picked by the smallest salted hash; placing it by the same hash put it first (tasks 1-4)."""
+    entries = [entry(f"i{k}", k + 1) for k in range(40)]
+    pool = {f"g{k}": "sport" for k in range(200)}
+    positions = []  # each gold item's place in the pushed order, as a share of the order's length
+    for n in range(400):
+        salt = f"run{n}"
+        picked = pick_gold(pool, (e.item_id for e in entries), n=4, salt=salt)
+        order = [e.item_id for e in push_order(entries, [entry(g, 0) for g in picked], blind=blind, salt=salt)]
+        positions += [order.index(g) / (len(order) - 1) for g in picked]
+    quarters = [sum(int(min(p, 0.999) * 4) == q for p in positions) / len(positions) for q in range(4)]
+    assert all(0.2 < share < 0.3 for share in quarters), quarters  # uniform: a quarter in each quarter
+    assert 0.45 < sum(positions) / len(positions) < 0.55
+
+
 def test_argilla_settings_have_overlap_and_no_metadata() -> None:
     s = live_settings(LABELS, ("ambiguous",), guidelines="g", overlap=3)
     assert s["distribution"] == {"strategy": "overlap", "min_submitted": 3}
@@ -306,3 +322,16 @@ def test_a_refused_token_is_one_line_naming_the_variable(tmp_path: Path) -> None
     assert "\n" not in str(err.value)
     with pytest.raises(ReviewError, match="was not pushed"):
         pull_run(run_dir, tool="labelstudio", env=env, transport=httpx2.MockTransport(refuse))
+
+
+def test_an_argilla_sdk_error_becomes_one_line_naming_the_fix() -> None:
+    from labeler.review.live_argilla import sdk_errors
+
+    class ForbiddenError(Exception):  # the SDK's, raised for an annotator's key
+        pass
+
+    forbidden = r"failed to pull dataset 'd' \(ForbiddenError\); the key's role.*owner"
+    with pytest.raises(ReviewError, match=forbidden), sdk_errors("http://a", "pull dataset 'd'"):
+        raise ForbiddenError("403 Forbidden")
+    with pytest.raises(ReviewError, match=r"^no dataset$"), sdk_errors("http://a", "pull"):
+        raise ReviewError("no dataset")  # our own one-line errors pass unchanged

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -166,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"labeler: error: the run's database failed ({exc}); retry, or rerun with --debug", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `labeler route ... | head -1`: the reader has gone; end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush does not fail again
+        return 141
     except KeyboardInterrupt:
         print("labeler: interrupted; what was labeled is saved — `labeler resume RUN_DIR` goes on", file=sys.stderr)
         return 130

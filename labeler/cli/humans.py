@@ -90,6 +90,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(
         f"sync: {s.added} added, {s.changed} changed, {s.unchanged} unchanged, {s.removed} removed"
         + (f"; {s.duplicates} earlier duplicate answers dropped for the latest" if s.duplicates else "")
+        + (f"; {s.adjudicated} adjudicated" if s.adjudicated else "")
     )
     for w in s.warnings:
         print(f"warning: {visible(w)}")

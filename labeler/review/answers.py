@@ -64,7 +64,15 @@ def _table(path: Path, fmt: str | None, label_control: str) -> Parsed:
     if fmt in (None, "labelstudio") and label_studio:
         return parse_labelstudio_flat(rows, fmt="labelstudio-csv", label_control=label_control)
     if fmt == "argilla":
-        raise ReviewError(f"{path.name}: Argilla exports are JSON; write them with dataset.records.to_json(path)")
+        raise ReviewError(
+            f"{path.name}: Argilla exports are JSON; write them with "
+            "json.dump(dataset.records.to_list(flatten=True), f)"
+        )
+    if "item_id" in cols and fmt in (None, "labelstudio"):  # our tasks' data, but no annotation column
+        raise ReviewError(
+            f"{path.name}: a Label Studio CSV export with no annotations yet ({len(rows)} rows, no "
+            f"{label_control!r} column); label tasks in Label Studio, then export again"
+        )
     raise ReviewError(
         f"{path.name} is neither the review CSV (columns id, human_label, as `labeler review export --format csv` "
         "writes) nor a Label Studio CSV export (columns item_id, annotator, label); its columns: "
@@ -95,7 +103,10 @@ def _parse_json(
     data: Any, fmt: str | None, *, name: str, label_control: str, include_drafts: bool, jsonl: bool
 ) -> Parsed:
     if isinstance(data, list) and not data:
-        raise ReviewError(f"{name} holds no tasks or records; export again once the project has items")
+        raise ReviewError(
+            f"{name} is an empty list (0 tasks or records): no answers yet; Label Studio's default export leaves "
+            "out tasks with no annotation and skipped ones, so a project with only skips exports like this"
+        )
     shape = _json_shape(data)
     if fmt == "labelstudio" and shape != "labelstudio-min":
         shape = "labelstudio"
@@ -173,5 +184,5 @@ def check_answers(
         reviewer = a.reviewer or default_reviewer
         if not reviewer:
             raise ReviewError(f"{a.where}: no reviewer; fill the reviewer column or pass --reviewer NAME")
-        out.append(Review(a.item_id, reviewer, label, reason, a.note or None, source, adjudication))
+        out.append(Review(a.item_id, reviewer, label, reason, a.note or None, source, adjudication or a.adjudication))
     return out

@@ -11,11 +11,12 @@ Read back (`parse_argilla`): a JSON list of records in any of the SDK's shapes, 
 line) or the REST API's {"items": [...]}. The record id (REST: external_id) is the item id; the
 responding user's id names the reviewer.
 
-Response status, the rule: a "submitted" response counts; a "draft" counts only with include_drafts; a
-"discarded" one never. Where the shape carries statuses (the REST API, `to_list(flatten=True)`'s
-"<question>.responses.status", a list of responses) a response without one does not count. The nested
-shape of `dataset.records.to_json` writes no status at all: its responses are counted as submitted, and a
-warning says so, since drafts cannot be told apart there.
+Response status, one rule for every shape (`response_counts`, used by the file import and the live pull):
+a "submitted" response counts; a "draft" counts only with include_drafts; a "discarded" one never; a
+response without a status never counts. The nested shape of `dataset.records.to_json` (and JSON Lines of
+it) writes no status at all, so a discarded or draft answer cannot be told from a submitted one there:
+none of its responses counts, and the import names the export that carries statuses
+(`json.dump(dataset.records.to_list(flatten=True), f)` or the REST API's records).
 """
 
 from __future__ import annotations
@@ -117,6 +118,19 @@ def argilla_records(
 
 
 # --- import -------------------------------------------------------------------------------------------
+NO_STATUS_FIX = (
+    "dataset.records.to_json writes no response status, so a discarded or draft answer cannot be told from a "
+    "submitted one: export json.dump(dataset.records.to_list(flatten=True), f) (or the REST API's records) instead"
+)
+
+
+def response_counts(status: Any, *, include_drafts: bool = False) -> bool:
+    """Whether one Argilla response counts as a review: submitted; a draft with include_drafts; never a
+    discarded one, never one without a status (the rule for every shape and the live pull)."""
+    status = getattr(status, "value", status)
+    return status == "submitted" or (status == "draft" and include_drafts)
+
+
 # one response: (question, value, user, status, whether the shape carries statuses, order)
 Response = tuple[str, Any, Any, Any, bool, tuple[str, float]]
 
@@ -157,7 +171,8 @@ def _records_of(data: Any) -> tuple[list[Any], str]:
         return [r.get("record", r) if isinstance(r, Mapping) else r for r in data["items"]], "argilla-rest"
     if not isinstance(data, list):
         raise ReviewError(
-            "an Argilla export is a JSON list of records (dataset.records.to_json(path)), JSON Lines, "
+            "an Argilla export is a JSON list of records (json.dump(dataset.records.to_list(flatten=True), f)), "
+            "JSON Lines, "
             'or the REST API\'s {"items": [...]}'
         )
     return data, "argilla"
@@ -172,11 +187,13 @@ def parse_argilla(
     answers: list[Answer] = []
     items: set[str] = set()
     left: Counter[str] = Counter()  # why label responses were left out
-    unstated = 0  # counted although the shape says nothing of their status
+    unstated = 0  # left out because the shape (records.to_json) writes no status
     questions: Counter[str] = Counter()
     for i, rec in enumerate(records, start=1):
         if not isinstance(rec, Mapping):
-            raise ReviewError(f"record {i} is not a JSON object; export the records with dataset.records.to_json")
+            raise ReviewError(
+                f"record {i} is not a JSON object; export json.dump(dataset.records.to_list(flatten=True), f)"
+            )
         item_id = text_or_none(rec.get("external_id") if shape == "argilla-rest" else rec.get("id"))
         if item_id is None:
             key = "external_id" if shape == "argilla-rest" else "id"
@@ -188,15 +205,12 @@ def parse_argilla(
             if value in (None, "", []):
                 continue
             questions[question] += 1
-            if status in (None, ""):
-                counted = not carried
-                if question == label_control:
-                    unstated += counted
-                    left["without a status"] += not counted
-            else:
-                counted = status == "submitted" or (status == "draft" and include_drafts)
-                if question == label_control and not counted:
-                    left[str(status)] += 1
+            counted = response_counts(status, include_drafts=include_drafts)
+            if question == label_control and not counted:
+                if status in (None, "") and not carried:
+                    unstated += 1
+                else:
+                    left[str(status) if status not in (None, "") else "without a status"] += 1
             if counted:
                 per_user[str(user) if user is not None else ""][question] = value
                 orders[str(user) if user is not None else ""] = order
@@ -214,12 +228,8 @@ def parse_argilla(
                     )
                 )
     warnings = []
-    if unstated:
-        warnings.append(
-            f"{unstated} responses carry no status (dataset.records.to_json does not write it): counted as "
-            "submitted, drafts included if there are any; to leave drafts out, import the REST API's records "
-            "or json.dump(dataset.records.to_list(flatten=True))"
-        )
+    if unstated and answers:
+        warnings.append(f"{unstated} responses carry no status and were left out; {NO_STATUS_FIX}")
     if left:
         hint = " (--include-drafts counts drafts)" if left.get("draft") and not include_drafts else ""
         warnings.append("left out: " + ", ".join(f"{n} {why}" for why, n in sorted(left.items())) + hint)
@@ -235,6 +245,8 @@ def parse_argilla(
                 f"no response to a question named {label_control!r}; the responses answer {names}: "
                 f'name the question "label" (as the exported settings do) or pass --label-control NAME'
             )
+        elif unstated:
+            why = f"none of its {unstated} responses to {label_control!r} carries a status; {NO_STATUS_FIX}"
         else:
             counts = ", ".join(f"{n} {s}" for s, n in sorted(left.items()))
             hint = "; pass --include-drafts to count drafts" if left.get("draft") else ""

@@ -26,6 +26,7 @@ class Answer:
     correction_reason: str | None = None
     note: str | None = None
     order: tuple[str, float] = ("", 0.0)  # (updated or created time as ISO text, annotation id or row)
+    adjudication: bool = False  # Label Studio's ground truth (labelstudio.ground_truth)
 
 
 @dataclass(frozen=True)

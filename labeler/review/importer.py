@@ -45,6 +45,7 @@ class ImportSummary:
     unchanged: int = 0
     removed: int = 0  # answers of this source on the file's items that the file no longer holds
     duplicates: int = 0  # earlier answers of one reviewer to one item, dropped for the latest
+    adjudicated: int = 0  # answers that adjudicate (Label Studio's ground truth, or --adjudication)
     warnings: tuple[str, ...] = ()
 
 
@@ -155,10 +156,18 @@ def import_reviews(
             source=source,
             adjudication=adjudication,
         )
-        plan = plan_sync(store.reviews(), reviews, source=source, items=parsed.items, reviewers=scope)
+        stored = store.reviews()
+        plan = plan_sync(stored, reviews, source=source, items=parsed.items, reviewers=scope)
         store.sync_reviews(plan.put, plan.remove)
         llm = {e.item_id: e.llm_label for e in store.queue()}
         warnings = list(parsed.warnings)
+        unlisted = {r.item_id for revs in stored.values() for r in revs if r.source == source} - parsed.items
+        if parsed.tool == "labelstudio" and unlisted:
+            warnings.append(
+                f"{len(unlisted)} items reviewed before are not in this file, so their reviews are kept (Label "
+                "Studio's default export leaves out tasks with no annotation): removals need the export with all "
+                "tasks (download_all_tasks=true) or `labeler review pull`"
+            )
         if duplicates:
             warnings.append(f"{duplicates} earlier answers of a reviewer to the same item dropped (the latest kept)")
         return ImportSummary(
@@ -173,6 +182,7 @@ def import_reviews(
             unchanged=plan.unchanged,
             removed=len(plan.remove),
             duplicates=duplicates,
+            adjudicated=sum(r.adjudication for r in reviews),
             warnings=tuple(warnings),
         )
     finally:

@@ -145,6 +145,12 @@ def _wrong_control(n_tasks: int, other: Counter[str], label_control: str, kind: 
     )
 
 
+def ground_truth(annotation: Mapping[str, Any]) -> bool:
+    """Whether a Label Studio annotation is marked ground truth (an adjudication): the one reader of it for
+    the file import and the live pull."""
+    return str(annotation.get("ground_truth", "")).strip().lower() in ("true", "1")
+
+
 def parse_labelstudio(tasks: Any, *, label_control: str = LABEL) -> Parsed:
     """Answers from Label Studio's JSON export: per task its data.item_id, per annotation (not cancelled)
     the `label_control` choice, the optional reason and note, the author and its time."""
@@ -196,6 +202,7 @@ def parse_labelstudio(tasks: Any, *, label_control: str = LABEL) -> Parsed:
                     text_or_none(reason),
                     text_or_none(got.get(NOTE)),
                     order=_order(ann, "id"),
+                    adjudication=ground_truth(ann),
                 )
             )
     why = ""
@@ -232,7 +239,9 @@ def parse_labelstudio_flat(records: Sequence[Mapping[str, Any]], *, fmt: str, la
     items: set[str] = set()
     other: Counter[str] = Counter()
     emails: set[str] = set()
+    skipped = 0
     for i, rec in enumerate(records, start=1):
+        skipped += str(rec.get("was_cancelled", "")).strip().lower() in ("true", "1")
         item_id = text_or_none(rec.get("item_id"))
         if item_id is None:
             raise ReviewError(f"{what} {i}: no item_id; import tasks made by `labeler review export`")
@@ -262,6 +271,8 @@ def parse_labelstudio_flat(records: Sequence[Mapping[str, Any]], *, fmt: str, la
     if not answers:
         if not records:
             why = "it lists no tasks; export the project from Label Studio"
+        elif skipped == len(records):
+            why = f"it holds {len(records)} {what}s, all skipped (cancelled) in Label Studio: no answers yet"
         elif other:
             why = _wrong_control(len(records), other, label_control, "label")
         else:

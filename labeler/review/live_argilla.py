@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from labeler.errors import ReviewError
-from labeler.review.argilla import argilla_records, argilla_settings
+from labeler.review.argilla import argilla_records, argilla_settings, response_counts
 from labeler.review.common import LABEL, NOTE, REASON
 from labeler.review.live_common import Pulled
 from labeler.store.rows import QueueEntry
@@ -42,6 +43,27 @@ def _sdk() -> Any:
             "the Argilla sync needs its SDK: pip install argilla==2.8.0 requests (in the environment labeler runs in)"
         ) from None
     return rg
+
+
+@contextmanager
+def sdk_errors(url: str, what: str) -> Iterator[None]:
+    """Any SDK or HTTP error while doing `what` becomes one line naming the fix (a ReviewError passes)."""
+    try:
+        yield
+    except ReviewError:
+        raise
+    except Exception as exc:
+        name = exc.__class__.__name__
+        if "Forbidden" in name or "403" in str(exc)[:300]:
+            fix = (
+                "the key's role may not do this (an annotator's key cannot read a whole dataset or create one): "
+                "set ARGILLA_API_KEY to the owner's or an admin's key"
+            )
+        elif "Unauthorized" in name or "401" in str(exc)[:300]:
+            fix = "the key is not accepted: check ARGILLA_API_KEY"
+        else:
+            fix = "check --url / ARGILLA_API_URL and the server's log, or rerun with --debug"
+        raise ReviewError(f"Argilla at {url} failed to {what} ({name}); {fix}") from exc
 
 
 def _client(url: str, key: str) -> Any:
@@ -93,7 +115,7 @@ def _workspace(rg: Any, client: Any) -> Any:
     return rg.Workspace(name=WORKSPACE, client=client).create()
 
 
-def push(
+def _push(
     url: str,
     key: str,
     ordered: Sequence[QueueEntry],
@@ -136,7 +158,7 @@ def pulled_from_records(records: Sequence[dict[str, Any]], *, adjudicators: Coll
     for rec in records:
         item = rec.get("external_id") or rec.get("id")
         for resp in rec.get("responses") or []:
-            if resp.get("status") != "submitted":
+            if not response_counts(resp.get("status")):
                 continue
             values = {q: (v.get("value") if isinstance(v, dict) else v) for q, v in (resp.get("values") or {}).items()}
             if values.get(LABEL) in (None, ""):
@@ -168,7 +190,7 @@ def _as_rest(record: Any) -> dict[str, Any]:
     return {"id": str(record._server_id), "external_id": str(record.id), "responses": list(by_user.values())}
 
 
-def pull(
+def _pull(
     url: str, key: str, name: str, *, adjudicators: Collection[str] = ()
 ) -> tuple[list[Pulled], dict[str, str], float]:
     """The dataset's submitted answers, its users (id -> username) and the time they were read."""
@@ -184,3 +206,32 @@ def pull(
     adj = {by_name.get(a, a) for a in adjudicators}
     rest = [_as_rest(r) for r in ds.records(with_suggestions=False, with_responses=True)]
     return pulled_from_records(rest, adjudicators=adj), users, at
+
+
+def push(
+    url: str,
+    key: str,
+    ordered: Sequence[QueueEntry],
+    *,
+    name: str,
+    labels: Sequence[str],
+    reasons: Sequence[str],
+    instructions: str,
+    overlap: int,
+    agent: str,
+    suggest: frozenset[str],
+    gold: frozenset[str] = frozenset(),
+) -> Pushed:
+    """`_push`, with any SDK or HTTP error as one line naming the fix."""
+    with sdk_errors(url, f"push dataset {name!r}"):
+        return _push(
+            url, key, ordered, name=name, labels=labels, reasons=reasons, instructions=instructions,
+            overlap=overlap, agent=agent, suggest=suggest, gold=gold,
+        )  # fmt: skip
+
+def pull(
+    url: str, key: str, name: str, *, adjudicators: Collection[str] = ()
+) -> tuple[list[Pulled], dict[str, str], float]:
+    """`_pull`, with any SDK or HTTP error (an annotator's key: ForbiddenError) as one line naming the fix."""
+    with sdk_errors(url, f"pull dataset {name!r}"):
+        return _pull(url, key, name, adjudicators=adjudicators)

@@ -70,12 +70,15 @@ def push_order(
     entries: Sequence[QueueEntry], gold: Sequence[QueueEntry], *, blind: bool, salt: str
 ) -> list[QueueEntry]:
     """The order items reach annotators. Blind: a hashed shuffle of all (rank order would put the
-    confident audit items last). Else the queue in rank order with gold items at hashed positions."""
+    confident audit items last). Else the queue in rank order with gold items at hashed positions.
+    Positions hash with their own salt, not the one `pick_gold` picks by (the smallest hashes): else the
+    picked gold items would sort first, and reviewers would learn that the first tasks are the test."""
+    place = f"{salt}\0place"
     if blind:
-        return sorted([*entries, *gold], key=lambda e: _hash(salt, e.item_id))
+        return sorted([*entries, *gold], key=lambda e: _hash(place, e.item_id))
     ranked = sorted(entries, key=lambda e: e.rank)
     keyed = [(float(k), e) for k, e in enumerate(ranked)]
-    keyed += [(int(_hash(salt, e.item_id)[:8], 16) / 16**8 * len(ranked), e) for e in gold]
+    keyed += [(int(_hash(place, e.item_id)[:8], 16) / 16**8 * len(ranked), e) for e in gold]
     return [e for _, e in sorted(keyed, key=lambda t: t[0])]
 
 

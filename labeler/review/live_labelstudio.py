@@ -33,7 +33,7 @@ import httpx2
 
 from labeler.errors import ReviewError
 from labeler.review.common import LABEL, NOTE, REASON
-from labeler.review.labelstudio import labelstudio_config, labelstudio_project, labelstudio_tasks
+from labeler.review.labelstudio import ground_truth, labelstudio_config, labelstudio_project, labelstudio_tasks
 from labeler.review.live_common import Pulled
 from labeler.store.rows import QueueEntry
 
@@ -226,7 +226,7 @@ def pulled_from_export(tasks: Sequence[Mapping[str, Any]]) -> list[Pulled]:
                     correction_reason=got.get(REASON) or None,
                     note=got.get(NOTE) or None,
                     updated=str(ann.get("updated_at") or ann.get("created_at") or ""),
-                    adjudication=bool(ann.get("ground_truth")),
+                    adjudication=ground_truth(ann),
                 )
             )
     return out
