@@ -35,6 +35,7 @@ from typing import Any
 from labeler.config import TaskConfig, parse_config
 from labeler.errors import InputError, RunStoreError
 from labeler.inputs import Row
+from labeler.store.base import read_manifest
 from labeler.store.batch_tables import MIGRATION as BATCH_MIGRATION
 from labeler.store.batch_tables import BatchTables
 from labeler.store.confidence_tables import ConfidenceTables
@@ -127,8 +128,7 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
 
     @classmethod
     def open(cls, run_dir: Path) -> RunStore:
-        if not (run_dir / "manifest.json").exists():
-            raise RunStoreError(f"{run_dir} is not a run directory (no manifest.json); pass a runs/<run-id> folder")
+        read_manifest(run_dir)  # no manifest, or a damaged one: one RunStoreError line, before any table is touched
         conn = connect(run_dir / "run.sqlite")
         migrate(conn, MIGRATIONS)
         return cls(run_dir, conn)
@@ -143,8 +143,7 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
 
     @property
     def manifest(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.run_dir / "manifest.json").read_text(encoding="utf-8"))
-        return data
+        return read_manifest(self.run_dir)
 
     def task(self) -> TaskConfig:
         """The run's task config: the manifest's snapshot, not the live TOML file (which may have been edited
