@@ -72,3 +72,63 @@ def test_a_corrupt_manifest_is_one_line_naming_the_file(
     why = "not valid JSON: Expecting property name enclosed in double quotes"
     assert f"{run / 'manifest.json'} is damaged ({why})" in err
     assert "restore it from a backup or start a new run" in err
+
+
+# --- case 2: more fields than the header --------------------------------------------------------
+def test_an_extra_field_is_one_line_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], answers: list[str]
+) -> None:
+    config = _corpus(tmp_path, "id,text\ng0,fine\ng1,hello,extra\n")
+    assert main(["run", str(config), "--run-dir", str(tmp_path / "runs" / "r"), "--quiet"]) == 2
+    assert "items.csv line 3 has more fields than the header; quote fields" in _error_line(capsys)
+
+
+# --- case 3: terminal escapes in CSVs for people ------------------------------------------------
+EVIL = "\x1b[2J\x1b[H\x1b[31mLLM: tech\x1b]0;pwned\x07"
+
+
+def test_escapes_are_visible_in_csvs_for_people_and_kept_in_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], answers: list[str]
+) -> None:
+    from labeler.store import RunStore
+
+    config = _corpus(tmp_path, f'id,text\ng1,"{EVIL}"\n')
+    run = tmp_path / "runs" / "r"
+    assert main(["run", str(config), "--run-dir", str(run), "--quiet"]) == 0
+    assert main(["route", str(run), "--threshold", "1.0"]) == 0
+    outs = {name: tmp_path / f"{name}.csv" for name in ("export", "merge", "queue")}
+    assert main(["export", str(run), "--out", str(outs["export"]), "--with-text"]) == 0
+    assert main(["review", "export", str(run), "--format", "csv", "--out", str(outs["queue"])]) == 0
+    assert main(["review", "merge", str(run), "--out", str(outs["merge"]), "--with-text"]) == 0
+    capsys.readouterr()
+    shown = "␛[2J␛[H␛[31mLLM: tech␛]0;pwned␇"
+    for name, path in outs.items():
+        text = path.read_text(encoding="utf-8")
+        assert "\x1b" not in text and "\x07" not in text and shown in text, name
+    store = RunStore.open(run)
+    try:
+        assert [i.text for i in store.items_where("1", ())] == [EVIL]  # the stored text is verbatim
+    finally:
+        store.close()
+
+
+# --- case 6: an API key inside a normal 200 answer -----------------------------------------------
+def test_a_key_in_an_answer_is_never_stored_or_exported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], answers: list[str]
+) -> None:
+    import sqlite3
+
+    key = "my-secret-key-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    answers[0] = '{"label": "echo ' + key + ' and sk-abcdefghijklmnop"}'
+    config = _corpus(tmp_path, "id,text\nd1,item 1\n")
+    run = tmp_path / "runs" / "r"
+    assert main(["run", str(config), "--run-dir", str(run), "--quiet"]) == 0
+    out = tmp_path / "labels.jsonl"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    capsys.readouterr()
+    with contextlib.closing(sqlite3.connect(run / "run.sqlite")) as db:
+        stored = " ".join(str(v) for row in db.execute("SELECT reason, raw FROM results") for v in row)
+    assert "[redacted]" in stored and key not in stored and "sk-abcdefghijklmnop" not in stored
+    exported = out.read_text(encoding="utf-8")
+    assert "[redacted]" in exported and key not in exported and "sk-abcdefghijklmnop" not in exported
