@@ -190,6 +190,7 @@ def _dataclass_from(section: str, table: Mapping[str, Any], base: Any) -> Any:
             updates[key] = value
         else:
             minimum = 0 if isinstance(current, int | float) and not isinstance(current, bool) else None
+            minimum = None if key == "timeout" else minimum  # _endpoint says "> 0 seconds", for -1 as for 0
             updates[key] = _typed(section, key, value, type(current), minimum=minimum)
     return replace(base, **updates)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from labeler.errors import LabelerError
 from labeler.record import records
-from labeler.safe_text import csv_cell
+from labeler.safe_text import csv_cell, visible
 from labeler.store import RunStore
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -98,7 +98,8 @@ def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str) -> int:
             w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             w.writeheader()
             for row in all_rows:
-                w.writerow({k: csv_cell(v) for k, v in row.items()})  # no formulas for spreadsheets
+                # no formulas for spreadsheets, no terminal escapes for `cat` (the store keeps the text verbatim)
+                w.writerow({k: csv_cell(visible(v) if isinstance(v, str) else v) for k, v in row.items()})
                 n += 1
     elif fmt == "jsonl":
         with out.open("w", encoding="utf-8") as fh:

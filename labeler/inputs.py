@@ -142,7 +142,11 @@ def read_rows(path: Path, *, id_column: str, text_column: str, gold_column: str 
     if path.stat().st_size == 0:
         raise InputError(f"input file {path} is empty; point input.path at the corpus to label")
     n = 0
-    for n, (_, rec) in enumerate(_records(path), 1):
+    for n, (lineno, rec) in enumerate(_records(path), 1):
+        if None in rec:  # csv.DictReader puts the fields beyond the header under None: never drop them
+            raise InputError(
+                f"{path.name} line {lineno} has more fields than the header; quote fields that hold the delimiter"
+            )
         if n == 1:
             cols = list(rec)
             for key, col in (("text_column", text_column), ("id_column", id_column), ("gold_column", gold_column)):

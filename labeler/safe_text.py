@@ -19,7 +19,9 @@ own output.
 
 from __future__ import annotations
 
+import re
 import textwrap
+from collections.abc import Iterable
 from typing import Any
 
 FORMULA_START = frozenset("=+-@\t\r")
@@ -85,3 +87,18 @@ def quoted(text: str, *, width: int | None = None, gutter: str = GUTTER) -> str:
             continue
         out.extend(textwrap.wrap(line, max(10, width), initial_indent=gutter, subsequent_indent=gutter))
     return "\n".join(out)
+
+
+_TOKENS = re.compile(r"(?i:bearer)\s+[^\s\"',;]+|sk-[A-Za-z0-9_-]{8,}")
+REDACTED = "[redacted]"
+_NO_KEY = "not-needed"  # what Endpoint.api_key() sends when the variable is unset: no secret
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` without the given secrets (each at least 4 characters) and without anything shaped
+    like a bearer token or an `sk-...` key. For server error texts (backends.translate_error) and for
+    every answer the run store writes (RunStore.put_result: reason and raw)."""
+    for secret in secrets:
+        if secret and len(secret) >= 4 and secret != _NO_KEY:
+            text = text.replace(secret, REDACTED)
+    return _TOKENS.sub(lambda m: "Bearer " + REDACTED if m.group(0)[:1] in "bB" else REDACTED, text)

@@ -159,6 +159,9 @@ def test_api_key_comes_from_the_env_var_named_by_api_key_env(tmp_path: Path, mon
         ({"model": {"base_url": BASE_URL, "timeout": 0}}, "model.timeout must be > 0"),
         ({"model": {"base_url": BASE_URL, "timeout": 0.0}}, "model.timeout must be > 0"),
         ({"members": [{"name": "big", "timeout": 0}]}, "members[0].timeout must be > 0"),
+        # issue 24 case 7: -1 gets the same message as 0 (it said ">= 0" before)
+        ({"model": {"base_url": BASE_URL, "timeout": -1}}, "model.timeout must be > 0 seconds, got -1.0; 60 is usual"),
+        ({"members": [{"name": "big", "timeout": -1}]}, "members[0].timeout must be > 0 seconds, got -1.0"),
         ({"labels": ["sport", " sport "]}, "labels[0] and labels[1] are both named 'sport'"),
         ({"labels": ["Tech", "sport", "tech\t"]}, "labels[0] and labels[2] are both named 'tech'"),
         ({"labels": ["sport", "   "]}, "labels[1].name must be a non-empty string"),

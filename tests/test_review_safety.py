@@ -81,7 +81,7 @@ def test_review_csv_has_no_formula_and_import_restores_ids(tmp_path: Path) -> No
         for cell in row:
             assert cell.lstrip()[:1] not in FORMULA_START, cell  # no cell a spreadsheet would run
     assert {r[0] for r in raw[1:]} == {csv_cell(i) for i in EVIL_IDS}
-    assert {r[1] for r in raw[1:]} == {"'" + t for t in EVIL_TEXTS}
+    assert {r[1] for r in raw[1:]} == {csv_cell(visible(t)) for t in EVIL_TEXTS}  # CR shown as ␍ (issue 24)
     # a reviewer fills it in (as a spreadsheet saves it: the cells as they were); ids come back exact
     rows = [dict(zip(raw[0], r, strict=True)) for r in raw[1:]]
     for r in rows:
@@ -105,7 +105,7 @@ def test_export_with_text_csv_has_no_formula_but_jsonl_keeps_the_data(tmp_path: 
     with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["id"] for r in rows} == {csv_cell(i) for i in EVIL_IDS}
-    assert {r["text"] for r in rows} == {"'" + t for t in EVIL_TEXTS}
+    assert {r["text"] for r in rows} == {csv_cell(visible(t)) for t in EVIL_TEXTS}  # CR shown as ␍ (issue 24)
     export_run(run_dir, tmp_path / "out.jsonl", with_text=True)  # a machine format: the data as it is
     got = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(r["id"], r["text"]) for r in got] == list(zip(EVIL_IDS, EVIL_TEXTS, strict=True))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import email.utils
 import json
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -24,6 +23,7 @@ import httpx2
 import openai
 
 from labeler.errors import BackendError, FatalError, RetryableError
+from labeler.safe_text import REDACTED, redact
 from labeler.types import Choice, Completion, Request, TokenLogprob
 
 
@@ -62,18 +62,7 @@ def _retry_after(headers: Any, *, now: float | None = None) -> float | None:
     return None
 
 
-_TOKENS = re.compile(r"(?i:bearer)\s+[^\s\"',;]+|sk-[A-Za-z0-9_-]{8,}")
-REDACTED = "[redacted]"
-_NO_KEY = "not-needed"  # what Endpoint.api_key() sends when the variable is unset: no secret
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` without the given secrets (each at least 4 characters) and without anything shaped
-    like a bearer token or an `sk-...` key."""
-    for secret in secrets:
-        if secret and len(secret) >= 4 and secret != _NO_KEY:
-            text = text.replace(secret, REDACTED)
-    return _TOKENS.sub(lambda m: "Bearer " + REDACTED if m.group(0)[:1] in "bB" else REDACTED, text)
+__all__ = ["REDACTED", "redact"]  # re-exported: they live in labeler.safe_text
 
 
 _FIXES = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from labeler.errors import ReviewError
 from labeler.review.common import NOTE, REASON, Answer, Parsed, text_or_none
-from labeler.safe_text import csv_cell, csv_uncell
+from labeler.safe_text import csv_cell, csv_uncell, visible
 from labeler.store.rows import QueueEntry
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -41,7 +41,8 @@ def write_queue_csv(path: Path, entries: Sequence[QueueEntry], *, suggest: Colle
             conf = "" if not show or e.confidence is None else f"{e.confidence:.4f}"
             reasons, rank = ("", "") if blind else (";".join(e.reasons), str(e.rank))
             row = [e.item_id, e.text, e.llm_label if show else "", conf, reasons, rank, *[""] * 4]
-            w.writerow([csv_cell(c) for c in row])
+            # ids stay verbatim (the import matches them); every other cell shows control characters visibly
+            w.writerow([csv_cell(visible(c) if i and isinstance(c, str) else c) for i, c in enumerate(row)])
 
 
 def read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
+from labeler.errors import RunStoreError
 from labeler.store.db import GroupCommit
 from labeler.types import Item
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The run's manifest.json: the one place it is read. A file that is not a JSON object (cut short,
+    edited by hand, overwritten) is a RunStoreError naming it and the fix, not a traceback."""
+    path = run_dir / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        why = "is not a run directory (no manifest.json); pass a runs/<run-id> folder"
+        raise RunStoreError(f"{run_dir} {why}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        raise RunStoreError(
+            f"{path} is damaged (not valid JSON: {why}); restore it from a backup or start a new run"
+        ) from None
+    if not isinstance(data, dict):
+        raise RunStoreError(f"{path} is damaged (not a JSON object); restore it from a backup or start a new run")
+    return data
 
 
 class Tables:

@@ -35,6 +35,8 @@ from typing import Any
 from labeler.config import TaskConfig, parse_config
 from labeler.errors import InputError, RunStoreError
 from labeler.inputs import Row
+from labeler.safe_text import redact
+from labeler.store.base import read_manifest
 from labeler.store.batch_tables import MIGRATION as BATCH_MIGRATION
 from labeler.store.batch_tables import BatchTables
 from labeler.store.confidence_tables import ConfidenceTables
@@ -113,6 +115,7 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
     def __init__(self, run_dir: Path, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
         self.run_dir = run_dir
+        self._keys: tuple[str, ...] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -127,8 +130,7 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
 
     @classmethod
     def open(cls, run_dir: Path) -> RunStore:
-        if not (run_dir / "manifest.json").exists():
-            raise RunStoreError(f"{run_dir} is not a run directory (no manifest.json); pass a runs/<run-id> folder")
+        read_manifest(run_dir)  # no manifest, or a damaged one: one RunStoreError line, before any table is touched
         conn = connect(run_dir / "run.sqlite")
         migrate(conn, MIGRATIONS)
         return cls(run_dir, conn)
@@ -143,8 +145,7 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
 
     @property
     def manifest(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.run_dir / "manifest.json").read_text(encoding="utf-8"))
-        return data
+        return read_manifest(self.run_dir)
 
     def task(self) -> TaskConfig:
         """The run's task config: the manifest's snapshot, not the live TOML file (which may have been edited
@@ -266,6 +267,9 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
         """Store one member's answer for one item. A later answer replaces the earlier one, but the spend
         (tokens, cost, attempts) is summed over every attempt: what was paid stays counted."""
         d = {name: getattr(r, name) for name in _RESULT_FIELDS}  # not asdict: its deep copy is a hot spot
+        for key in ("reason", "raw"):  # a server that echoes the API key in a 200 answer: never stored
+            if isinstance(d[key], str):
+                d[key] = redact(d[key], self._secrets())
         d["distributions"] = json.dumps({method: dict(dist) for method, dist in r.distributions.items()})
         d["cached"] = int(r.cached)
         d["finished_at"] = time.time()
@@ -276,6 +280,16 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
             f" ON CONFLICT (item_id, member) DO UPDATE SET {update}",
             tuple(d.values()),
         )
+
+    def _secrets(self) -> tuple[str, ...]:
+        """The API keys of the run's members and replicas (from the environment), redacted from results."""
+        if self._keys is None:
+            try:
+                eps = [e for m in self.task().members for e in (m.endpoint, *m.endpoint.endpoints)]
+            except RunStoreError:  # no config snapshot: bearer and sk- shapes are still redacted
+                eps = []
+            self._keys = tuple({e.api_key() for e in eps})
+        return self._keys
 
     def status_counts(self, member: str | None = None) -> dict[str, int]:
         q = "SELECT status, COUNT(*) FROM results" + (" WHERE member = ?" if member else "") + " GROUP BY status"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labeler.store.base import Tables
+from labeler.store.base import Tables, read_manifest
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,9 @@ class TuneTables(Tables):
 
     def set_manifest_entry(self, key: str, value: Any) -> None:
         """Set one top-level entry of manifest.json (atomically: written beside it, then renamed)."""
-        path = self.run_dir / "manifest.json"
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = read_manifest(self.run_dir)
         manifest[key] = value
-        _write_json(path, manifest)
+        _write_json(self.run_dir / "manifest.json", manifest)
 
 
 def _write_json(path: Path, data: Any) -> None:

