@@ -195,14 +195,6 @@ def _dataclass_from(section: str, table: Mapping[str, Any], base: Any) -> Any:
     return replace(base, **updates)
 
 
-def _retry(table: Mapping[str, Any]) -> RetryPolicy:
-    policy: RetryPolicy = _dataclass_from("retry", table, RetryPolicy())
-    if not policy.max_rate_limited_s > 0:
-        got = policy.max_rate_limited_s
-        raise ConfigError(f"retry.max_rate_limited_s must be > 0 seconds, got {got!r}; 600 is usual")
-    return policy
-
-
 def _endpoint(section: str, table: Mapping[str, Any], base: Endpoint) -> Endpoint:
     table, replicas = _pop_replicas(section, table, base)  # issue 13: [[model.endpoints]]
     ep: Endpoint = _dataclass_from(section, table, base)
@@ -333,6 +325,9 @@ def parse_config(raw: dict[str, Any], *, path: Path, env: Mapping[str, str] | No
         raise ConfigError(f"confidence.methods: unknown method {bad[0]!r}; use {', '.join(CONFIDENCE_METHODS)}")
     if confidence.combine not in ("majority", "weighted"):
         raise ConfigError("confidence.combine must be 'majority' or 'weighted'")
+    retry: RetryPolicy = _dataclass_from("retry", raw.get("retry", {}), RetryPolicy())
+    if not (got := retry.max_rate_limited_s) > 0:
+        raise ConfigError(f"retry.max_rate_limited_s must be > 0 seconds, got {got!r}; 600 is usual")
     routing: RoutingConfig = _dataclass_from("routing", raw.get("routing", {}), RoutingConfig())
     if not 0.0 <= routing.audit_fraction <= 0.5:
         raise ConfigError("routing.audit_fraction must be between 0 and 0.5 (0.05–0.10 is usual)")
@@ -349,7 +344,7 @@ def parse_config(raw: dict[str, Any], *, path: Path, env: Mapping[str, str] | No
         gold_column=inp.get("gold_column"),
         max_input_tokens=max_input_tokens,
         members=tuple(members),
-        retry=_retry(raw.get("retry", {})),
+        retry=retry,
         confidence=confidence,
         routing=routing,
         review=_dataclass_from("review", raw.get("review", {}), ReviewConfig()),
