@@ -10,6 +10,7 @@
     ├── RoutingError             a routing or budget setting is out of range, or nothing can be routed
     ├── ReviewError              a review tool's file or answer cannot be read or does not fit the run
     ├── StudyError               the cost/quality study cannot run on this input (too few human labels, ...)
+    ├── TuneError                tuning cannot start: too few human labels, or a run without the answers it needs
     └── BackendError             a model server answered with an error
         ├── RetryableError       transient: 429, 5xx, timeout, dropped connection, garbled body
         ├── FatalError           will not get better by retrying: 400, 401, 403, 404, ...
@@ -60,6 +61,10 @@ class ReviewError(LabelerError):
 
 class StudyError(LabelerError):
     pass
+
+
+class TuneError(LabelerError):
+    """Tuning cannot start: too few human labels, or a run without the answers it needs."""
 
 
 class BackendError(LabelerError):

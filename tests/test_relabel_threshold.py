@@ -14,10 +14,10 @@ from fakes import FakeBackend, completion, item_number, tok
 from test_runner import LABELS, _patch_backends, make_task
 
 from labeler.cli import main
+from labeler.errors import TuneError
 from labeler.label import pipeline
 from labeler.store import RunStore
 from labeler.tune.relabel import format_relabel, relabel_run
-from labeler.tune.run import TuneError
 from labeler.types import Request
 
 CONF = (0.99, 0.97, 0.95, 0.9, 0.6, 0.55)

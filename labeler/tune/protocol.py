@@ -48,6 +48,7 @@ class Score:
     oof_probs: np.ndarray  # (n, k) each item's corrected distribution, by offsets fitted without its fold
     fitted_on: tuple[frozenset[int], ...]  # per fold: the item indices its correction was fitted on
     fold_of: np.ndarray  # (n,)
+    se: float = 0.0  # the bootstrap standard error of macro_f1
 
     @property
     def oof_pred(self) -> np.ndarray:
@@ -63,9 +64,18 @@ def macro_f1_interval(
     y: np.ndarray, pred: np.ndarray, k: int, boot: np.ndarray, level: float = 0.95
 ) -> tuple[float, float, float]:
     """Macro-F1 of `pred` against `y` and its bootstrap percentile interval over the resamples `boot`."""
+    value, low, high, _ = macro_f1_stats(y, pred, k, boot, level)
+    return value, low, high
+
+
+def macro_f1_stats(
+    y: np.ndarray, pred: np.ndarray, k: int, boot: np.ndarray, level: float = 0.95
+) -> tuple[float, float, float, float]:
+    """Macro-F1, its bootstrap percentile interval and its bootstrap standard error."""
     values = np.array([macro_f1(y[b], pred[b], k) for b in boot])
     a = (1 - level) / 2
-    return macro_f1(y, pred, k), float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
+    se = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return macro_f1(y, pred, k), float(np.quantile(values, a)), float(np.quantile(values, 1 - a)), se
 
 
 def score_candidate(
@@ -93,19 +103,22 @@ def score_candidate(
             fitted.append(frozenset(train.tolist()))
             b = fit_offsets_for(kind, probs[train], y[train], content_free=content_free)
             oof[test] = apply_offsets(probs[test], b)
-        value, low, high = macro_f1_interval(y, np.argmax(oof, axis=1), k, boot)
-        out.append(Score(name, kind, value, low, high, oof, tuple(fitted), fold_of))
+        value, low, high, se = macro_f1_stats(y, np.argmax(oof, axis=1), k, boot)
+        out.append(Score(name, kind, value, low, high, oof, tuple(fitted), fold_of, se))
     return out
 
 
-def choose(scores: Sequence[Score]) -> Score:
-    """The highest held-out macro-F1; ties (within 1e-9) go to the earlier score (simpler candidates and
-    corrections come first)."""
+def choose(scores: Sequence[Score], *, one_se: bool = True) -> Score:
+    """The one-standard-error rule: the earliest score (simpler candidates and corrections come first)
+    whose held-out macro-F1 is within one bootstrap SE of the highest; `one_se=False`: the highest (ties
+    within 1e-9 go to the earlier score)."""
     best = scores[0]
     for s in scores[1:]:
         if s.macro_f1 > best.macro_f1 + 1e-9:
             best = s
-    return best
+    if not one_se:
+        return best
+    return next(s for s in scores if s.macro_f1 >= best.macro_f1 - best.se - 1e-9)
 
 
 def never_scored_on_fitted(score: Score) -> bool:

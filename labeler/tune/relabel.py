@@ -29,13 +29,14 @@ import numpy as np
 
 from labeler.confidence.run import ENSEMBLE, combine_run
 from labeler.config import TaskConfig, load_config
+from labeler.errors import TuneError
 from labeler.label import pipeline
 from labeler.record import records
 from labeler.store import RunStore
 from labeler.store.rows import StoredCalibrator
 from labeler.store.tune_tables import TunedThreshold
 from labeler.tune.routing import audit_accuracy_above, budget_table
-from labeler.tune.run import TuneError, shown
+from labeler.tune.run import shown
 
 TARGETS = (0.85, 0.9, 0.95, 0.98)
 

@@ -40,7 +40,7 @@ import numpy as np
 from labeler.confidence.correct import fit_offsets_for, objective_of
 from labeler.confidence.run import combine_run, human_labels
 from labeler.config import TaskConfig
-from labeler.errors import LabelerError
+from labeler.errors import TuneError
 from labeler.label import pipeline
 from labeler.label.examples import task_pool
 from labeler.label.multi import MultiBuilder
@@ -50,15 +50,12 @@ from labeler.runlock import RunLock
 from labeler.store import Cache, RunStore
 from labeler.store.tune_tables import StoredCorrection
 from labeler.tune.candidates import Candidate, candidate_task, candidates, dumps_toml, tuned_config
+from labeler.tune.nested import nested_score
 from labeler.tune.protocol import Score, bootstrap_indices, choose, score_candidate, stratified_folds
 from labeler.types import Example, Item, ItemResult
 
 CONTENT_FREE = ("N/A", "[MASK]", "")  # Zhao et al. 2021: inputs that say nothing about any label
 MIN_ITEMS = 20
-
-
-class TuneError(LabelerError):
-    """Tuning cannot start: too few human labels, or a run without the answers it needs."""
 
 
 @dataclass(frozen=True)
@@ -282,6 +279,15 @@ def _tune(
             r.candidate.name, r.probs, y, kinds=kinds, fold_of=fold_of, boot=boot, content_free=r.content_free
         )
     best = choose([s for r in runs for s in r.scores])
+    nested = nested_score(
+        {r.candidate.name: (r.probs, r.content_free) for r in runs},
+        y,
+        kinds=kinds,
+        outer=n_splits,
+        inner=n_splits,
+        n_boot=cfg.n_boot,
+        seed=seed,
+    )
     chosen = next(r for r in runs if r.candidate.name == best.candidate)
     offsets = fit_offsets_for(best.correction, chosen.probs, y, content_free=chosen.content_free)
     cf_mean = chosen.content_free.mean(axis=0) if len(chosen.content_free) else np.zeros(0)
@@ -302,7 +308,9 @@ def _tune(
     note = (
         f"Written by `labeler tune {shown(store.run_dir)}`: candidate {best.candidate}, correction {best.correction};\n"
         f"held-out macro-F1 {best.macro_f1:.3f} ({best.low:.3f}–{best.high:.3f}) on {len(ts.ids)} human labels "
-        f"from {ts.source}\n(random audit left out). Keep it, edit it, start runs from it: "
+        f"from {ts.source}\n(random audit left out). These inner scores chose it and flatter it; nested "
+        f"cross-validation (the selection repeated\nin each outer fold) estimates {nested.macro_f1:.3f} "
+        f"({nested.low:.3f}–{nested.high:.3f}) on new items. Keep it, edit it, start runs from it: "
         f"labeler run {shown(toml_path)}"
     )
     corr_toml = {k: v for k, v in correction.to_dict().items() if k != "fitted_at"}
@@ -321,6 +329,12 @@ def _tune(
         store.put_correction(correction)
         combine_run(store, task)
     report = _report(store, ts, runs, best, correction, toml_path, applied, time.monotonic() - started)
+    report["nested"] = {
+        "macro_f1": nested.macro_f1,
+        "low": nested.low,
+        "high": nested.high,
+        "picks": [f"{c} + {k}" for c, k in nested.picks],
+    }
     report["calibrator"] = _fit_calibrator(best, y)
     report["oof"] = {"ids": list(ts.ids), "pred": [labels[i] for i in best.oof_pred]}
     store.put_tuning(report)
@@ -412,6 +426,13 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(f"{c['name']:24s} {c['asked']:6d} {c['seconds']:8.1f} {rate:>9s}")
     ch, cost = report["chosen"], report["cost"]
     lines.append(f"chosen: {ch['candidate']} with correction {ch['correction']} ({ch['macro_f1']:.3f})")
+    nest = report.get("nested")
+    if nest:
+        lines.append(
+            f"unbiased estimate (nested cross-validation, the whole choice repeated in each outer fold): "
+            f"macro-F1 {nest['macro_f1']:.3f} ({nest['low']:.3f}–{nest['high']:.3f}); the inner scores above "
+            "chose the winner and flatter it"
+        )
     lines.append(
         f"cost: {cost['human_labels']} human labels; this time {cost['asked']} answers asked, "
         f"{cost['input_tokens']:,} + {cost['output_tokens']:,} tokens (${cost['dollars']:.4f}), "
