@@ -115,7 +115,7 @@ def _workspace(rg: Any, client: Any) -> Any:
     return rg.Workspace(name=WORKSPACE, client=client).create()
 
 
-def _push(
+def push(
     url: str,
     key: str,
     ordered: Sequence[QueueEntry],
@@ -129,26 +129,29 @@ def _push(
     suggest: frozenset[str],
     gold: frozenset[str] = frozenset(),
 ) -> Pushed:
-    """Create or reuse dataset `name`, then log the records it does not have yet, in `ordered` order."""
-    rg = _sdk()
-    client = _client(url, key)
-    settings = live_settings(labels, reasons, guidelines=instructions, overlap=overlap)
-    ds = client.datasets(name=name)
-    created = ds is None
-    if ds is None:
-        ds = rg.Dataset(name=name, settings=_settings(rg, settings), workspace=_workspace(rg, client), client=client)
-        ds.create()
-        have: set[str] = set()
-    else:
-        if ds.settings.distribution.min_submitted != overlap:
-            ds.settings.distribution = rg.TaskDistribution(min_submitted=overlap)
-            ds.update()
-        have = {str(r.id) for r in ds.records(with_suggestions=False, with_responses=False)}
-    todo = [e for e in ordered if e.item_id not in have]
-    if todo:
-        records = [rg.Record.from_dict(r, dataset=ds) for r in live_records(todo, agent=agent, suggest=suggest)]
-        ds.records.log(records)
-    return Pushed(name, created, len(todo), len(ordered) - len(todo))
+    """Create or reuse dataset `name`, then log the records it does not have yet, in `ordered` order.
+    Any SDK or HTTP error is one line naming the fix."""
+    with sdk_errors(url, f"push dataset {name!r}"):
+        rg = _sdk()
+        client = _client(url, key)
+        settings = live_settings(labels, reasons, guidelines=instructions, overlap=overlap)
+        ds = client.datasets(name=name)
+        created = ds is None
+        if ds is None:
+            space = _workspace(rg, client)
+            ds = rg.Dataset(name=name, settings=_settings(rg, settings), workspace=space, client=client)
+            ds.create()
+            have: set[str] = set()
+        else:
+            if ds.settings.distribution.min_submitted != overlap:
+                ds.settings.distribution = rg.TaskDistribution(min_submitted=overlap)
+                ds.update()
+            have = {str(r.id) for r in ds.records(with_suggestions=False, with_responses=False)}
+        todo = [e for e in ordered if e.item_id not in have]
+        if todo:
+            records = [rg.Record.from_dict(r, dataset=ds) for r in live_records(todo, agent=agent, suggest=suggest)]
+            ds.records.log(records)
+        return Pushed(name, created, len(todo), len(ordered) - len(todo))
 
 
 def pulled_from_records(records: Sequence[dict[str, Any]], *, adjudicators: Collection[str] = ()) -> list[Pulled]:
@@ -206,28 +209,6 @@ def _pull(
     adj = {by_name.get(a, a) for a in adjudicators}
     rest = [_as_rest(r) for r in ds.records(with_suggestions=False, with_responses=True)]
     return pulled_from_records(rest, adjudicators=adj), users, at
-
-
-def push(
-    url: str,
-    key: str,
-    ordered: Sequence[QueueEntry],
-    *,
-    name: str,
-    labels: Sequence[str],
-    reasons: Sequence[str],
-    instructions: str,
-    overlap: int,
-    agent: str,
-    suggest: frozenset[str],
-    gold: frozenset[str] = frozenset(),
-) -> Pushed:
-    """`_push`, with any SDK or HTTP error as one line naming the fix."""
-    with sdk_errors(url, f"push dataset {name!r}"):
-        return _push(
-            url, key, ordered, name=name, labels=labels, reasons=reasons, instructions=instructions,
-            overlap=overlap, agent=agent, suggest=suggest, gold=gold,
-        )  # fmt: skip
 
 def pull(
     url: str, key: str, name: str, *, adjudicators: Collection[str] = ()
