@@ -180,3 +180,26 @@ async def test_run_refuses_a_type_it_cannot_ask_yet_in_one_line(tmp_path: Path) 
     with pytest.raises(ConfigError, match=r"task\.type = 'spans' is not labeled by `labeler run` yet"):
         await start_run(task, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_encode_decode_round_trip_every_type():
+    from labeler.tasktypes.registry import task_type
+    from labeler.tasktypes.spans import Span
+
+    text = "Zoë met Ada\r\nin Köln 🎉"
+    cases = {
+        "single": ("b", "b"),
+        "multi_label": (("a", "c"), '["a", "c"]'),
+        "spans": ((Span(0, 3, "a", "Zoë"), Span(16, 20, "c", "Köln")),
+                  '[{"start": 0, "end": 3, "type": "a", "text": "Zoë"}, '
+                  '{"start": 16, "end": 20, "type": "c", "text": "Köln"}]'),
+    }
+    assert text[16:20] == "Köln"
+    for name, (value, stored) in cases.items():
+        kind = task_type(name, ("a", "b", "c"))
+        assert kind.encode(value) == stored
+        assert kind.decode(stored) == value
+        assert kind.encode(None) is None and kind.decode(None) is None
+    for name in ("multi_label", "spans"):
+        with pytest.raises(ValueError, match="not a JSON list"):
+            task_type(name, ("a",)).decode("{oops")

@@ -53,6 +53,16 @@ class TaskType(Protocol):
         """The annotation in a model's answer `raw` to the item `text`."""
         ...
 
+    def encode(self, value: Any) -> str | None:
+        """The annotation as the one text the run store, the exports and the review files keep (None stays None):
+        single, the label name; multi_label, a JSON list of names; spans, a JSON list of
+        `{"start", "end", "type", "text"}` objects (code-point offsets)."""
+        ...
+
+    def decode(self, stored: str | None) -> Any:
+        """The annotation `encode` wrote (None stays None); a malformed text raises ValueError naming it."""
+        ...
+
     def elements(self, value: Any) -> tuple[str, ...]:
         """The named elements of an annotation (what confidence and routing speak of)."""
         ...

@@ -89,6 +89,20 @@ class MultiLabel:
             return Parsed(None, f"{len(out)} labels where the task allows at most {self.max_labels}")
         return Parsed(tuple(sorted(out, key=self.labels.index)))
 
+    def encode(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(list(value), ensure_ascii=False)
+
+    def decode(self, stored: str | None) -> Any:
+        if stored is None:
+            return None
+        try:
+            names = json.loads(stored)
+        except json.JSONDecodeError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"stored labels {stored[:60]!r} are not a JSON list of label names")
+        return tuple(sorted(names, key=lambda n: (self.labels.index(n) if n in self.labels else len(self.labels), n)))
+
     def elements(self, value: Any) -> tuple[str, ...]:
         return tuple(f"label {lab}" for lab in value or ())
 

@@ -34,6 +34,12 @@ class Single:
         label, _conf, error = parse_text(raw, self.labels)
         return Parsed(label, error)
 
+    def encode(self, value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    def decode(self, stored: str | None) -> Any:
+        return stored
+
     def elements(self, value: Any) -> tuple[str, ...]:
         return () if value is None else (f"label {value}",)
 

@@ -139,6 +139,22 @@ class Spans:
                                 "spans", dropped)
         return Parsed(spans, None, dropped)
 
+    def encode(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps([{"start": s.start, "end": s.end, "type": s.type, "text": s.text} for s in value],
+                          ensure_ascii=False)
+
+    def decode(self, stored: str | None) -> Any:
+        if stored is None:
+            return None
+        try:
+            items = json.loads(stored)
+            return tuple(sorted(Span(int(d["start"]), int(d["end"]), str(d["type"]), str(d.get("text", "")))
+                                for d in items))
+        except (json.JSONDecodeError, TypeError, KeyError, ValueError):
+            raise ValueError(f"stored spans {stored[:60]!r} are not a JSON list of start/end/type objects") from None
+
     def elements(self, value: Any) -> tuple[str, ...]:
         return tuple(f"span {s.start}-{s.end} {s.type} {s.text[:40]!r}" for s in value or ())
 
