@@ -38,7 +38,7 @@ _WHERE = {
     "route_run": "labeler.review.router",
     "calibrate_path": "labeler.confidence.run",
     "export_run": "labeler.export",
-    "evaluate_run": "labeler.evaluate",
+    "evaluate_run": "labeler.evaluate.run",
 }
 
 __all__ = ["__version__", *_WHERE]

@@ -146,11 +146,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from labeler.evaluate import evaluate_run
     from labeler.evaluate.report import summary_sentences
+    from labeler.evaluate.run import evaluate_run
 
     out, metrics = evaluate_run(args.run_dir, human_file=args.human, out_dir=args.out, n_boot=args.boot, seed=args.seed)
-    for line in summary_sentences(metrics):
+    for line in metrics.get("summary") or summary_sentences(metrics):
         print(line)
     print(f"report: {out / 'report.html'} (also report.md, metrics.json)")
     return 0

@@ -3,6 +3,9 @@
     gather(run_dir, human_file)  ->  EvalInputs         (labeler.evaluate.gather)
     build_metrics(inputs)        ->  metrics dict       (labeler.evaluate.measure)
     write_report(metrics, dir)   ->  report.md/.html    (labeler.evaluate.report)
+
+for single-label runs; `labeler.evaluate.run.evaluate_run` (what `labeler eval` calls) evaluates a run of any
+task type, multi-label and span runs through annotations -> annotation_metrics -> annotation_report.
 """
 
 from __future__ import annotations

@@ -116,6 +116,8 @@ def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:
     store = RunStore.open(run_dir)
     try:
         task = store.task()
+        if task.kind.type != "single":
+            raise LabelerError(f"{run_dir} is a {task.kind.type} run; evaluate it with `labeler eval {run_dir}`")
         manifest = store.manifest
         labels = task.label_names
         members = [m["name"] for m in manifest["members"]]

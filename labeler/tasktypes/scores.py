@@ -17,8 +17,9 @@ from labeler.evaluate.intervals import boot_items, from_samples
 LEVEL = 0.95
 
 
-def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
-    """(..., K) summed counts -> per-class and averaged metrics; NaN where undefined (left out of macro)."""
+def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, k: int | None = None) -> dict[str, np.ndarray]:
+    """(..., K) summed counts -> per-class and averaged metrics; NaN where undefined (left out of macro).
+    Micro and macro average the first `k` classes (all by default)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         pred, true = tp + fp, tp + fn
         precision = np.where(pred > 0, tp / pred, np.nan)
@@ -26,27 +27,38 @@ def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray
         denom = 2 * tp + fp + fn
         f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
         over = np.where(true > 0, pred / true, np.nan)
-        t, p, n = tp.sum(-1), fp.sum(-1), fn.sum(-1)
+        t, p, n = tp[..., :k].sum(-1), fp[..., :k].sum(-1), fn[..., :k].sum(-1)
         micro = np.where(2 * t + p + n > 0, 2 * t / (2 * t + p + n), np.nan)
-    defined = ~np.isnan(f1)
-    macro = np.where(defined.any(-1), np.nansum(np.nan_to_num(f1), axis=-1) / np.maximum(defined.sum(-1), 1), np.nan)
+    averaged = f1[..., :k]
+    defined = ~np.isnan(averaged)
+    mean = np.nansum(np.nan_to_num(averaged), axis=-1) / np.maximum(defined.sum(-1), 1)
+    macro = np.where(defined.any(-1), mean, np.nan)
     return {"precision": precision, "recall": recall, "f1": f1, "over_prediction": over, "micro": micro, "macro": macro}
 
 
 def prf_table(
-    tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, names: Sequence[str], *, n_boot: int, seed: int
+    tp: np.ndarray,
+    fp: np.ndarray,
+    fn: np.ndarray,
+    names: Sequence[str],
+    *,
+    n_boot: int,
+    seed: int,
+    pooled: bool = False,
 ) -> dict[str, Any]:
     """Per class: support, predicted, precision, recall, F1, over-prediction (#predicted / #true); and micro
-    and macro F1 — each an Estimate dict with a 95% item-bootstrap percentile interval."""
+    and macro F1 — each an Estimate dict with a 95% item-bootstrap percentile interval. `pooled`: the last
+    class is all the others pooled (a row of its own, left out of micro and macro)."""
     tp, fp, fn = (np.asarray(a, dtype=float) for a in (tp, fp, fn))
     n = tp.shape[0]
-    point = _prf(tp.sum(0), fp.sum(0), fn.sum(0))
-    stacked = np.stack([tp, fp, fn], axis=1).reshape(n, -1)  # (n, 3K): one weighted sum per resample
     k = tp.shape[1]
+    avg = k - 1 if pooled else k
+    point = _prf(tp.sum(0), fp.sum(0), fn.sum(0), avg)
+    stacked = np.stack([tp, fp, fn], axis=1).reshape(n, -1)  # (n, 3K): one weighted sum per resample
 
     def resample(w: np.ndarray) -> np.ndarray:
         s = (w @ stacked).reshape(-1, 3, k)
-        m = _prf(s[:, 0], s[:, 1], s[:, 2])
+        m = _prf(s[:, 0], s[:, 1], s[:, 2], avg)
         return np.concatenate([m["precision"], m["recall"], m["f1"], m["over_prediction"], m["micro"][:, None],
                                m["macro"][:, None]], axis=1)
 

@@ -7,9 +7,15 @@ totals equal one call over the corpus, and the per-item counts can be resampled)
     exact    same offsets, any type         ent_type any overlap, same type
 
 From those: per entity type, exact-match and partial-match precision, recall, F1 and over-prediction
-(#predicted / #true of the type); and over all spans, the error structure — correct, type errors (right
-offsets, wrong type), boundary errors (overlap, right type), boundary and type errors, missed, spurious.
-nervaluate's offsets are inclusive at the end, ours exclusive: `end - 1` is handed over.
+(#predicted / #true of the type); and per type and over all spans, the error structure of the strict
+matching — correct, type errors (right offsets, wrong type), boundary errors (overlap, right type), boundary
+and type errors, missed, spurious. nervaluate's strict match says which predicted span is correct, incorrect
+or spurious and which human span is missed; an incorrect one is a type error when a human span has its
+offsets, else a boundary error when an overlapping human span has its type, else both. Errors count under
+the human span's type (a spurious span under its own), so per type and in all, correct + type + boundary +
+both + missed = the human spans, and correct + type + boundary + both + spurious = the predicted spans
+(one-to-one, as nervaluate matches). nervaluate's offsets are inclusive at the end, ours exclusive:
+`end - 1` is handed over.
 """
 
 from __future__ import annotations
@@ -31,22 +37,59 @@ def _entities(spans: Any) -> list[dict[str, Any]]:
     return [{"label": s.type, "start": s.start, "end": s.end - 1} for s in spans or ()]
 
 
-def item_counts(truth: Sequence[Any], pred: Sequence[Any], types: Sequence[str]) -> dict[str, np.ndarray]:
-    """Per scenario, (n_items, n_types + 1, len(_FIELDS)) counts; the last type row is all types together."""
+def _error_kinds(t: Sequence[Any], p: Sequence[Any], strict: Any, types: Sequence[str]) -> np.ndarray:
+    """(n_types, len(ERRORS)) error structure of one item from nervaluate's strict-match indices."""
+    col = {name: j for j, name in enumerate(types)}
+    out = np.zeros((len(types), len(ERRORS)))
+
+    def add(kind: str, error: str) -> None:
+        if kind in col:
+            out[col[kind], ERRORS.index(error)] += 1
+
+    for _, k in strict.correct_indices:
+        add(p[k].type, "correct")
+    for _, k in strict.incorrect_indices:
+        s = p[k]
+        same = [x for x in t if (x.start, x.end) == (s.start, s.end)]
+        near = [x for x in t if x.start < s.end and s.start < x.end]
+        if same:
+            add(same[0].type, "type_error")
+        elif any(x.type == s.type for x in near):
+            add(s.type, "boundary_error")
+        elif near:
+            add(near[0].type, "boundary_and_type_error")
+    for _, k in strict.missed_indices:
+        add(t[k].type, "missed")
+    for _, k in strict.spurious_indices:
+        add(p[k].type, "spurious")
+    return out
+
+
+def item_counts(
+    truth: Sequence[Any], pred: Sequence[Any], types: Sequence[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per scenario, (n_items, n_types + 1, len(_FIELDS)) counts, the last type row all types together; and
+    the (n_items, n_types, len(ERRORS)) error structure."""
     from nervaluate import Evaluator
 
     out = {s: np.zeros((len(truth), len(types) + 1, len(_FIELDS))) for s in _SCENARIOS}
+    errors = np.zeros((len(truth), len(types), len(ERRORS)))
+    known = set(types)
     for i, (t, p) in enumerate(zip(truth, pred, strict=True)):
         if not t and not p:
             continue
-        result = Evaluator([_entities(t)], [_entities(p)], tags=list(types)).evaluate()
+        t, p = [x for x in t or () if x.type in known], [x for x in p or () if x.type in known]
+        # loader="dict": nervaluate infers the format from the first entity, which an empty item lacks
+        result = Evaluator([_entities(t)], [_entities(p)], tags=list(types), loader="dict").evaluate()
         for s in _SCENARIOS:
             for j, kind in enumerate(types):
-                r = result["entities"][kind][s]
-                out[s][i, j] = [getattr(r, f) for f in _FIELDS]
+                entity = result["entities"].get(kind)
+                if entity is not None:  # nervaluate leaves out the types absent from the item
+                    out[s][i, j] = [getattr(entity[s], f) for f in _FIELDS]
             r = result["overall"][s]
             out[s][i, -1] = [getattr(r, f) for f in _FIELDS]
-    return out
+        errors[i] = _error_kinds(t, p, result["overall_indices"]["strict"], types)
+    return out, errors
 
 
 def _prf_inputs(c: np.ndarray, *, half_partial: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,19 +104,22 @@ def evaluate_spans(
 ) -> dict[str, Any]:
     if len(truth) != len(pred) or not truth:
         raise ValueError("truth and pred must have the same, non-zero length")
-    counts = item_counts(truth, pred, types)
+    counts, per_item = item_counts(truth, pred, types)
     names = [*types, "all"]
-    exact = prf_table(*_prf_inputs(counts["strict"], half_partial=False), names, n_boot=n_boot, seed=seed)
-    partial = prf_table(*_prf_inputs(counts["partial"], half_partial=True), names, n_boot=n_boot, seed=seed)
-    # the error structure over all spans: counts per item, bootstrapped as sums
-    strict, ex, et = (counts[s][:, -1] for s in ("strict", "exact", "ent_type"))
-    col = {f: i for i, f in enumerate(_FIELDS)}
-    type_err = ex[:, col["correct"]] - strict[:, col["correct"]]
-    bound_err = et[:, col["correct"]] - strict[:, col["correct"]]
-    per_item = np.stack([
-        strict[:, col["correct"]], type_err, bound_err, strict[:, col["incorrect"]] - type_err - bound_err,
-        strict[:, col["missed"]], strict[:, col["spurious"]],
-    ], axis=1)
-    boot = boot_items(len(truth), lambda w: w @ per_item, n_boot=n_boot, seed=seed + 1)
-    errors = {e: from_samples(float(per_item[:, i].sum()), boot[:, i], LEVEL).to_dict() for i, e in enumerate(ERRORS)}
-    return {"n": len(truth), "types": list(types), "exact": exact, "partial": partial, "errors": errors}
+    exact = prf_table(*_prf_inputs(counts["strict"], half_partial=False), names, n_boot=n_boot, seed=seed,
+                      pooled=True)
+    partial = prf_table(*_prf_inputs(counts["partial"], half_partial=True), names, n_boot=n_boot, seed=seed,
+                        pooled=True)
+    # the error structure per type and over all spans: counts per item, bootstrapped as sums
+    flat = np.concatenate([per_item.reshape(len(truth), -1), per_item.sum(1)], axis=1)  # (n, (K + 1) * E)
+    boot = boot_items(len(truth), lambda w: w @ flat, n_boot=n_boot, seed=seed + 1)
+    e = len(ERRORS)
+    point = flat.sum(0)
+
+    def structure(row: int) -> dict[str, dict[str, float]]:
+        return {err: from_samples(float(point[row * e + i]), boot[:, row * e + i], LEVEL).to_dict()
+                for i, err in enumerate(ERRORS)}
+
+    errors_by_type = {kind: structure(j) for j, kind in enumerate(types)}
+    return {"n": len(truth), "types": list(types), "exact": exact, "partial": partial,
+            "errors": structure(len(types)), "errors_by_type": errors_by_type}

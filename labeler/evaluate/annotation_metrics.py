@@ -1,0 +1,133 @@
+"""Measuring multi-label and span runs: the metrics dict (JSON-able) of AnnotationInputs.
+
+The error structure is the task type's own `evaluate` (labeler.tasktypes: per-label or per-type precision,
+recall, F1 and over-prediction with item-bootstrap intervals, and the rest of its table), run on the items
+with a human annotation and again on the random audit's items. An item the LLM failed on counts as an
+empty annotation (every human label or span of it missed) and is counted in the data section.
+
+The audit's corpus estimates are design-based as for single labels (labeler.evaluate.audit): the share of
+items whose annotation is exactly the human one (every label; every span with its offsets and type), over
+the whole corpus, over the items no human saw and for the final dataset, each a stratified (Hájek) share
+with its Wilson interval at the effective sample size; for multi-label also each label's corpus share.
+The per-label figures on the audited items are item-bootstrap estimates; when the strata were sampled at
+different rates they describe the audit sample, not the corpus, and the metrics say so (`self_weighting`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from labeler.errors import LabelerError
+from labeler.evaluate.annotations import AnnotationInputs
+from labeler.evaluate.gather import LEVEL
+from labeler.evaluate.measure import jsonable
+
+
+def _empty(value: Any) -> Any:
+    return () if value is None else value
+
+
+def _audit(inputs: AnnotationInputs, *, n_boot: int, seed: int) -> dict[str, Any] | None:
+    from labeler.evaluate import audit as A
+    from labeler.evaluate.intervals import Estimate
+
+    a = inputs.audit
+    if a is None or not a.strata:
+        return None
+    index = {i: n for n, i in enumerate(inputs.ids)}
+    rows = [index[i] for i in a.strata if inputs.reference[index[i]] is not None]
+    sampled = {h: sum(s == h for s in a.strata.values()) for h in a.populations}
+    rates = {a.populations[h] / sampled[h] for h in a.populations if sampled.get(h)}
+    out: dict[str, Any] = {
+        "audited": len(a.strata),
+        "audited_with_label": len(rows),
+        "strata": {h: {"population": n, "sampled": sampled.get(h, 0)} for h, n in a.populations.items()},
+        "routed": len(a.routed),
+        "queue_size": a.queue_size,
+        "reviewed": len(inputs.reviewed),
+        "self_weighting": max(rates, default=1) - min(rates, default=1) < 1e-9,
+    }
+    if len(a.strata) > len(rows):
+        out["note"] = (f"{len(a.strata) - len(rows)} audited items have no human annotation yet; the estimates "
+                       "assume they are like the rest")
+    if not rows:
+        return out
+    truth = [inputs.reference[i] for i in rows]
+    pred = [_empty(inputs.pred[i]) for i in rows]
+    exact = [float(inputs.kind.agreement(t, p) == 1.0) for t, p in zip(truth, pred, strict=True)]
+    strata = [a.strata[inputs.ids[i]] for i in rows]
+    unseen = [inputs.ids[i] not in a.routed for i in rows]
+    acc_all, n_eff = A.stratified_proportion(exact, strata, populations=a.populations, level=LEVEL)
+    acc_unseen, n_eff_u = A.stratified_proportion(exact, strata, populations=a.populations, domain=unseen,
+                                                  level=LEVEL)
+    # the final dataset as for single labels: reviewed items carry the human annotation; routed items still
+    # waiting for review are bounded 0-100% unless some of them were audited
+    n, r = len(inputs.ids), len(inputs.reviewed)
+    waiting = len(a.routed - inputs.reviewed)
+    acc_waiting = acc_unseen
+    if waiting:
+        routed = [not u for u in unseen]
+        if any(routed):
+            acc_waiting, _ = A.stratified_proportion(exact, strata, populations=a.populations, domain=routed)
+        else:
+            acc_waiting = Estimate(acc_all.value, 0.0, 1.0)
+    final = Estimate(*((r + (n - r - waiting) * getattr(acc_unseen, k) + waiting * getattr(acc_waiting, k)) / n
+                       for k in ("value", "low", "high")))
+    out.update({
+        "exact_match": acc_all.to_dict() | {"effective_n": n_eff},
+        "unseen_exact_match": acc_unseen.to_dict() | {"effective_n": n_eff_u, "audited_in_domain": sum(unseen)},
+        "final_exact_match": final.to_dict() | {"waiting_for_review": waiting},
+        "evaluation": jsonable(inputs.kind.evaluate(truth, pred, n_boot=n_boot, seed=seed)),
+    })
+    if inputs.kind.name == "multi_label":
+        share = []
+        for lab in inputs.labels:
+            has = [float(lab in t) for t in truth]
+            e, _ = A.stratified_proportion(has, strata, populations=a.populations, level=LEVEL)
+            llm = sum(lab in _empty(p) for p in inputs.pred) / n
+            share.append({"label": lab, "llm": llm, "audit": e.to_dict()})
+        out["label_share"] = share
+    return out
+
+
+def build_annotation_metrics(inputs: AnnotationInputs, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """All the numbers of a multi-label or span report, as a JSON-able dict (annotation_report shows them)."""
+    n = len(inputs.ids)
+    have = [i for i in range(n) if inputs.reference[i] is not None]
+    if not have:
+        raise LabelerError(
+            "no human annotations for this run's items: add a gold column to the input, review items, "
+            "or pass --human FILE (columns id,label)"
+        )
+    reviewers = Counter(r for h in inputs.human for r in h)
+    routed = (inputs.audit.routed | inputs.audit.picked) if inputs.audit is not None else frozenset()
+    truth = [inputs.reference[i] for i in have]
+    pred = [_empty(inputs.pred[i]) for i in have]
+    evaluation = inputs.kind.evaluate(truth, pred, n_boot=n_boot, seed=seed)
+    out: dict[str, Any] = {
+        "run_id": inputs.run_id,
+        "task_type": inputs.kind.name,
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "labels": list(inputs.labels),
+        "settings": {"n_boot": n_boot, "seed": seed, "level": LEVEL},
+        "data": {
+            "items": n,
+            "skipped": inputs.n_skipped,
+            "failed": sum(p is None for p in inputs.pred),
+            "failed_with_human": sum(inputs.pred[i] is None for i in have),
+            "with_human": len(have),
+            "with_several_humans": sum(len(h) >= 2 for h in inputs.human),
+            "reviewers": dict(sorted(reviewers.items())),
+            "reviewed_in_workflow": len(inputs.reviewed),
+            "human_set_is_selected": len(have) < n and any(inputs.ids[i] in routed for i in have),
+            "exact_items": sum(inputs.kind.agreement(t, p) == 1.0 for t, p in zip(truth, pred, strict=True)),
+            "notes": list(inputs.notes),
+        },
+        "corrections": dict(inputs.correction_reasons),
+        "evaluation": evaluation,
+        "audit": _audit(inputs, n_boot=n_boot, seed=seed),
+        "cost": {"llm_cost": inputs.llm_cost, "tokens": dict(inputs.tokens)},
+    }
+    return dict(jsonable(out))

@@ -1,0 +1,104 @@
+"""The report of a multi-label or span run: metrics.json, PNG plots, report.md and a self-contained report.html,
+rendered as the single-label report is (labeler.evaluate.report's Jinja2 environment: every printed value
+escaped for its format, the template's own text as is) from templates/annotations_body.j2, which includes
+the task type's own section (multi_label.j2, spans.j2). Everything is read from the metrics dict of
+annotation_metrics.build_annotation_metrics, so the report can be rebuilt from metrics.json alone."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from labeler.evaluate import annotation_plots
+from labeler.evaluate.escape import visible
+from labeler.evaluate.formatting import ci, est, ok, pct
+from labeler.evaluate.report import _environment
+
+# what an element of an annotation is called, per task type
+_WORDS = {"multi_label": ("label", "label"), "spans": ("entity type", "span")}
+
+
+def summary_sentences(m: Mapping[str, Any]) -> list[str]:
+    """The 'what this shows' paragraph of a multi-label or span report, from its numbers."""
+    ev, d = m["evaluation"], m["data"]
+    level = pct(m["settings"]["level"], 0)
+    out: list[str] = []
+    if m["task_type"] == "multi_label":
+        out.append(
+            f"On {ev['n']:,} items with a human annotation, micro F1 = {est(ev['f1_micro'], as_pct=False)} and "
+            f"macro F1 = {est(ev['f1_macro'], as_pct=False)} ({level} intervals); the label set is exactly the "
+            f"human one on {pct(ev['subset_accuracy']['value'])} of items (interval {ci(ev['subset_accuracy'])}), "
+            f"Hamming loss {est(ev['hamming_loss'], as_pct=False, digits=3)}."
+        )
+        out.append(
+            f"The LLM gives {est(ev['cardinality_llm'], as_pct=False)} labels per item, humans "
+            f"{est(ev['cardinality_human'], as_pct=False)}."
+        )
+        rows = ev["per_class"]
+    else:
+        allrow = ev["exact"]["per_class"][-1]
+        partial = ev["partial"]["per_class"][-1]
+        e = ev["errors"]
+        out.append(
+            f"On {ev['n']:,} items with a human annotation, exact-match F1 over all spans = "
+            f"{est(allrow['f1'], as_pct=False)}, partial-match F1 = {est(partial['f1'], as_pct=False)} "
+            f"({level} intervals)."
+        )
+        out.append(
+            f"Of the errors, {e['type_error']['value']:.0f} are type errors, {e['boundary_error']['value']:.0f} "
+            f"boundary errors, {e['boundary_and_type_error']['value']:.0f} both, {e['missed']['value']:.0f} "
+            f"missed and {e['spurious']['value']:.0f} spurious spans ({e['correct']['value']:.0f} correct)."
+        )
+        rows = ev["exact"]["per_class"][:-1]
+    ratios = [(r["name"], r["over_prediction"]) for r in rows]
+    over = [name for name, e in ratios if ok(e.get("low")) and e["low"] > 1]
+    under = [name for name, e in ratios if ok(e.get("high")) and e["high"] < 1]
+    what = _WORDS[m["task_type"]][0]
+    if over:
+        out.append(f"Over-predicted (interval above 1): {', '.join(over)}.")
+    if under:
+        out.append(f"Under-predicted (interval below 1): {', '.join(under)}.")
+    if not over and not under:
+        out.append(f"No {what} is over- or under-predicted beyond chance.")
+    if d.get("human_set_is_selected"):
+        out.append("The human-annotated items include ones routed to review as doubtful: see the audit section for "
+                   "the corpus.")
+    return [visible(s) for s in out]
+
+
+def render(m: Mapping[str, Any], images: Mapping[str, str], fmt: str,
+           image_data: Mapping[str, bytes] | None = None) -> str:
+    """report.md (fmt "md") or report.html (fmt "html") of a multi-label or span metrics dict."""
+    reviewers = ", ".join(f"{r} ({n})" for r, n in m["data"]["reviewers"].items()) or "none"
+    what, element = _WORDS[m["task_type"]]
+    text = _environment(fmt).get_template(f"annotations.{fmt}.j2").render(
+        m=m,
+        images=dict(images),
+        image_data={k: base64.b64encode(v).decode("ascii") for k, v in (image_data or {}).items()},
+        summary_text=" ".join(m.get("summary") or summary_sentences(m)),
+        lv=pct(m["settings"]["level"], 0),
+        reviewers=reviewers,
+        what=what,
+        element=element,
+    )
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def write_report(metrics: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write metrics.json, the PNGs, report.md and report.html to out_dir. Returns the written paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    m = dict(metrics)
+    m["summary"] = summary_sentences(m)
+    (out_dir / "metrics.json").write_text(json.dumps(m, indent=2, ensure_ascii=False, allow_nan=False),
+                                          encoding="utf-8")
+    images = annotation_plots.draw_all(m, out_dir)
+    (out_dir / "report.md").write_text(render(m, images, "md"), encoding="utf-8")
+    data = {name: (out_dir / name).read_bytes() for name in images.values()}
+    (out_dir / "report.html").write_text(render(m, images, "html", data), encoding="utf-8")
+    paths = {k: out_dir / v for k, v in images.items()}
+    paths.update({k: out_dir / k for k in ("metrics.json", "report.md", "report.html")})
+    return paths
