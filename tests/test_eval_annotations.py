@@ -311,3 +311,40 @@ def test_eval_of_an_annotation_run_without_human_labels_names_the_fix(tmp_path: 
 
     with pytest.raises(LabelerError, match="is a multi_label run; evaluate it with `labeler eval"):
         evaluate_run(tmp_path / "bare")
+
+
+def test_span_eval_reads_human_spans_from_a_file_and_disagreeing_reviewers_by_the_one_rule(tmp_path: Path) -> None:
+    """Three items, human spans from a CSV file (JSON in one cell) and from reviews: the reference follows
+    labeler.humans' rule (majority of whole annotations; adjudication wins), known in advance."""
+    kind = task_type("spans", ("PER", "LOC"))
+    texts = ["Ada met Bob.", "Rome is old.", "Zoë 🎉 in Paris"]
+    store = _store(tmp_path / "f", "spans", ("PER", "LOC"))
+    store.ingest([Row(Item(id=f"t{k}", text=t, row=k + 1)) for k, t in enumerate(texts)], members=["default"])
+    llm = [(Span(0, 3, "PER", "Ada"),), (Span(0, 4, "PER", "Rome"),), (Span(9, 14, "LOC", "Paris"),)]
+    for k, p in enumerate(llm):
+        store.put_result(ItemResult(f"t{k}", "default", "labeled", kind.encode(p), 0.9))
+    ada_bob = kind.encode((Span(0, 3, "PER", "Ada"), Span(8, 11, "PER", "Bob"))) or ""
+    store.put_reviews([
+        Review("t0", "ann", ada_bob, None, "", "csv"), Review("t0", "bob", kind.encode(llm[0]) or "", None, "", "csv"),
+        Review("t2", "ann", "[]", None, "", "csv"),
+        Review("t2", "lead", kind.encode((Span(0, 3, "PER", "Zoë"), Span(9, 14, "LOC", "Paris"))) or "", None, "",
+               "csv", adjudication=True),
+    ])
+    store.close()
+    human = tmp_path / "human.csv"
+    human.write_text('id,label,reviewer\nt0,"[{""start"": 0, ""end"": 3, ""type"": ""PER""}, '
+                     '{""start"": 8, ""end"": 11, ""type"": ""per""}]",cy\n'
+                     't1,"[{""start"": 0, ""end"": 4, ""type"": ""LOC""}]",cy\n'
+                     't1,"[{""start"": 0, ""end"": 40, ""type"": ""LOC""}]",dee\n', encoding="utf-8")
+    assert _cli(["eval", str(tmp_path / "f"), "--human", str(human), "--boot", "50"]) == 0
+    m = json.loads((tmp_path / "f" / "report" / "metrics.json").read_text(encoding="utf-8"))
+    # t0: ann and cy say Ada+Bob, bob says Ada: Ada+Bob. t1: cy says Rome/LOC (dee's span is outside the text).
+    # t2: the adjudication, Zoë/PER + Paris/LOC. LLM: t0 misses Bob, t1 a type error, t2 misses Zoë.
+    errors = {k: v["value"] for k, v in m["evaluation"]["errors"].items()}
+    assert errors == {"correct": 2, "type_error": 1, "boundary_error": 0, "boundary_and_type_error": 0,
+                      "missed": 2, "spurious": 0}
+    by = {r["name"]: r for r in m["evaluation"]["exact"]["per_class"]}
+    assert by["PER"]["f1"]["value"] == pytest.approx(2 * 1 / (2 + 3))  # 1 correct; 2 predicted PER, 3 true PER
+    assert by["LOC"]["f1"]["value"] == pytest.approx(2 * 1 / (1 + 2))  # 1 correct; 1 predicted LOC, 2 true LOC
+    assert any("gold span 0-40 lies outside the text (0-12)" in note for note in m["data"]["notes"])
+    assert m["data"]["with_several_humans"] == 1  # t0 (t1: one readable; t2: the adjudication settles it)

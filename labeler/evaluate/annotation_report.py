@@ -42,16 +42,16 @@ def summary_sentences(m: Mapping[str, Any]) -> list[str]:
     else:
         allrow = ev["exact"]["per_class"][-1]
         partial = ev["partial"]["per_class"][-1]
-        e = ev["errors"]
         out.append(
             f"On {ev['n']:,} items with a human annotation, exact-match F1 over all spans = "
             f"{est(allrow['f1'], as_pct=False)}, partial-match F1 = {est(partial['f1'], as_pct=False)} "
             f"({level} intervals)."
         )
+        c = {k: f"{v['value']:.0f}" for k, v in ev["errors"].items()}
         out.append(
-            f"Of the errors, {e['type_error']['value']:.0f} are type errors, {e['boundary_error']['value']:.0f} "
-            f"boundary errors, {e['boundary_and_type_error']['value']:.0f} both, {e['missed']['value']:.0f} "
-            f"missed and {e['spurious']['value']:.0f} spurious spans ({e['correct']['value']:.0f} correct)."
+            f"Error structure: {c['correct']} correct, {c['type_error']} with the wrong type, "
+            f"{c['boundary_error']} with wrong boundaries, {c['boundary_and_type_error']} with both wrong, "
+            f"{c['missed']} missed, {c['spurious']} spurious."
         )
         rows = ev["exact"]["per_class"][:-1]
     ratios = [(r["name"], r["over_prediction"]) for r in rows]
