@@ -169,6 +169,17 @@ def test_multi_label_report_gives_the_per_label_f1_counted_by_hand(tmp_path: Pat
     assert au["exact_match"]["value"] == pytest.approx(hits / 40, abs=1e-12)
     assert au["exact_match"]["low"] < au["exact_match"]["value"] < au["exact_match"]["high"] or hits in (0, 40)
     assert au["self_weighting"] and au["evaluation"]["n"] == 40
+    # confusions: per item each missed label with each added one; the most frequent pair counted by hand
+    pairs: dict[tuple[str, str], int] = {}
+    for k in keep:
+        t, p = truth[k], pred[k] or ()
+        for a in [x for x in t if x not in p] or ["(none)"]:
+            for b in [x for x in p if x not in t] or ["(none)"]:
+                if (a, b) != ("(none)", "(none)"):
+                    pairs[(a, b)] = pairs.get((a, b), 0) + 1
+    top = m["label_confusions"][0]
+    assert top["count"] == max(pairs.values()) == pairs[(top["true"], top["predicted"])]
+    assert top["examples"] and all(x.startswith("story ") for x in top["examples"])
     # the hostile label name is escaped where it is shown
     assert escape.html(HOSTILE) in html and escape.markdown(HOSTILE) in md
     assert (out / "f1.png").stat().st_size > 0 and (out / "overprediction.png").stat().st_size > 0
@@ -317,13 +328,14 @@ def test_span_eval_reads_human_spans_from_a_file_and_disagreeing_reviewers_by_th
     """Three items, human spans from a CSV file (JSON in one cell) and from reviews: the reference follows
     labeler.humans' rule (majority of whole annotations; adjudication wins), known in advance."""
     kind = task_type("spans", ("PER", "LOC"))
-    texts = ["Ada met Bob.", "Rome is old.", "Zoë 🎉 in Paris"]
+    evil = "<b>|B*b_</b>"  # a span text that is markup and Markdown: escaped where the report quotes it
+    texts = [f"Ada met {evil}.", "Rome is old.", "Zoë 🎉 in Paris"]
     store = _store(tmp_path / "f", "spans", ("PER", "LOC"))
     store.ingest([Row(Item(id=f"t{k}", text=t, row=k + 1)) for k, t in enumerate(texts)], members=["default"])
     llm = [(Span(0, 3, "PER", "Ada"),), (Span(0, 4, "PER", "Rome"),), (Span(9, 14, "LOC", "Paris"),)]
     for k, p in enumerate(llm):
         store.put_result(ItemResult(f"t{k}", "default", "labeled", kind.encode(p), 0.9))
-    ada_bob = kind.encode((Span(0, 3, "PER", "Ada"), Span(8, 11, "PER", "Bob"))) or ""
+    ada_bob = kind.encode((Span(0, 3, "PER", "Ada"), Span(8, 8 + len(evil), "PER", evil))) or ""
     store.put_reviews([
         Review("t0", "ann", ada_bob, None, "", "csv"), Review("t0", "bob", kind.encode(llm[0]) or "", None, "", "csv"),
         Review("t2", "ann", "[]", None, "", "csv"),
@@ -333,7 +345,7 @@ def test_span_eval_reads_human_spans_from_a_file_and_disagreeing_reviewers_by_th
     store.close()
     human = tmp_path / "human.csv"
     human.write_text('id,label,reviewer\nt0,"[{""start"": 0, ""end"": 3, ""type"": ""PER""}, '
-                     '{""start"": 8, ""end"": 11, ""type"": ""per""}]",cy\n'
+                     f'{{""start"": 8, ""end"": {8 + len(evil)}, ""type"": ""per""}}]",cy\n'
                      't1,"[{""start"": 0, ""end"": 4, ""type"": ""LOC""}]",cy\n'
                      't1,"[{""start"": 0, ""end"": 40, ""type"": ""LOC""}]",dee\n', encoding="utf-8")
     assert _cli(["eval", str(tmp_path / "f"), "--human", str(human), "--boot", "50"]) == 0
@@ -347,4 +359,9 @@ def test_span_eval_reads_human_spans_from_a_file_and_disagreeing_reviewers_by_th
     assert by["PER"]["f1"]["value"] == pytest.approx(2 * 1 / (2 + 3))  # 1 correct; 2 predicted PER, 3 true PER
     assert by["LOC"]["f1"]["value"] == pytest.approx(2 * 1 / (1 + 2))  # 1 correct; 1 predicted LOC, 2 true LOC
     assert any("gold span 0-40 lies outside the text (0-12)" in note for note in m["data"]["notes"])
+    assert m["evaluation"]["missed_examples"]["PER"] == [evil, "Zoë"]
+    assert m["evaluation"]["type_confusions"] == [{"true": "LOC", "predicted": "PER", "count": 1, "examples": ["Rome"]}]
+    md, html = _no_raw(tmp_path / "f" / "report", ("<b>",))
+    assert "|B*b_" not in md  # Markdown syntax: harmless in HTML, escaped in report.md
+    assert escape.markdown(evil) in md and escape.html(evil) in html
     assert m["data"]["with_several_humans"] == 1  # t0 (t1: one readable; t2: the adjudication settles it)

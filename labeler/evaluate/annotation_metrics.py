@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from labeler.errors import LabelerError
@@ -81,15 +83,57 @@ def _audit(inputs: AnnotationInputs, *, n_boot: int, seed: int) -> dict[str, Any
         "final_exact_match": final.to_dict() | {"waiting_for_review": waiting},
         "evaluation": jsonable(inputs.kind.evaluate(truth, pred, n_boot=n_boot, seed=seed)),
     })
-    if inputs.kind.name == "multi_label":
-        share = []
-        for lab in inputs.labels:
-            has = [float(lab in t) for t in truth]
-            e, _ = A.stratified_proportion(has, strata, populations=a.populations, level=LEVEL)
-            llm = sum(lab in _empty(p) for p in inputs.pred) / n
-            share.append({"label": lab, "llm": llm, "audit": e.to_dict()})
-        out["label_share"] = share
+    out.update(EXTRAS[inputs.kind.name].audit(inputs, truth, strata, a.populations))
     return out
+
+
+def _label_share(inputs: AnnotationInputs, truth: Sequence[Any], strata: Sequence[str],
+                 populations: Mapping[str, int]) -> dict[str, Any]:
+    """Each label's corpus share: the LLM's census, and the audit's stratified estimate."""
+    from labeler.evaluate.audit import stratified_proportion
+
+    share = []
+    for lab in inputs.labels:
+        e, _ = stratified_proportion([float(lab in t) for t in truth], strata, populations=populations, level=LEVEL)
+        llm = sum(lab in _empty(p) for p in inputs.pred) / len(inputs.ids)
+        share.append({"label": lab, "llm": llm, "audit": e.to_dict()})
+    return {"label_share": share}
+
+
+NONE = "(none)"
+
+
+def label_confusions(truth: Sequence[Any], pred: Sequence[Any], texts: Sequence[str], *, top: int = 8,
+                     n_examples: int = 3) -> list[dict[str, Any]]:
+    """Which human label the LLM left out and which it put instead, per item: each missed label paired
+    with each added one (NONE when the item has none of the other kind); the most frequent pairs with
+    example texts."""
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for t, p, text in zip(truth, pred, texts, strict=True):
+        missed = [x for x in t if x not in p] or [NONE]
+        added = [x for x in p if x not in t] or [NONE]
+        for a in missed:
+            for b in added:
+                if (a, b) != (NONE, NONE):
+                    pairs.setdefault((a, b), []).append(text)
+    ranked = sorted(pairs.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:top]
+    return [{"true": a, "predicted": b, "count": len(v), "examples": [x[:240] for x in v[:n_examples]]}
+            for (a, b), v in ranked]
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What a task type adds to the report beyond its own `evaluate`: on the human-annotated items
+    (truth, pred, texts) and on the audit (inputs, audited truth, strata, stratum sizes)."""
+
+    measure: Callable[[Sequence[Any], Sequence[Any], Sequence[str]], dict[str, Any]]
+    audit: Callable[[AnnotationInputs, Sequence[Any], Sequence[str], Mapping[str, int]], dict[str, Any]]
+
+
+EXTRAS = {
+    "multi_label": Extras(lambda t, p, x: {"label_confusions": label_confusions(t, p, x)}, _label_share),
+    "spans": Extras(lambda t, p, x: {}, lambda inputs, t, s, n: {}),  # the span examples come with evaluate
+}
 
 
 def build_annotation_metrics(inputs: AnnotationInputs, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -127,6 +171,7 @@ def build_annotation_metrics(inputs: AnnotationInputs, *, n_boot: int = 1000, se
         },
         "corrections": dict(inputs.correction_reasons),
         "evaluation": evaluation,
+        **EXTRAS[inputs.kind.name].measure(truth, pred, [inputs.texts[i] for i in have]),
         "audit": _audit(inputs, n_boot=n_boot, seed=seed),
         "cost": {"llm_cost": inputs.llm_cost, "tokens": dict(inputs.tokens)},
     }

@@ -37,44 +37,57 @@ def _entities(spans: Any) -> list[dict[str, Any]]:
     return [{"label": s.type, "start": s.start, "end": s.end - 1} for s in spans or ()]
 
 
-def _error_kinds(t: Sequence[Any], p: Sequence[Any], strict: Any, types: Sequence[str]) -> np.ndarray:
-    """(n_types, len(ERRORS)) error structure of one item from nervaluate's strict-match indices."""
-    col = {name: j for j, name in enumerate(types)}
-    out = np.zeros((len(types), len(ERRORS)))
+Event = tuple[str, str, Any, Any]  # (error, the type it counts under, the human span or None, the LLM span or None)
 
-    def add(kind: str, error: str) -> None:
-        if kind in col:
-            out[col[kind], ERRORS.index(error)] += 1
 
-    for _, k in strict.correct_indices:
-        add(p[k].type, "correct")
+def _events(t: Sequence[Any], p: Sequence[Any], strict: Any) -> list[Event]:
+    """The error structure of one item, span by span, from nervaluate's strict-match indices."""
+    out: list[Event] = [("correct", p[k].type, None, p[k]) for _, k in strict.correct_indices]
     for _, k in strict.incorrect_indices:
         s = p[k]
         same = [x for x in t if (x.start, x.end) == (s.start, s.end)]
         near = [x for x in t if x.start < s.end and s.start < x.end]
         if same:
-            add(same[0].type, "type_error")
+            out.append(("type_error", same[0].type, same[0], s))
         elif any(x.type == s.type for x in near):
-            add(s.type, "boundary_error")
+            out.append(("boundary_error", s.type, next(x for x in near if x.type == s.type), s))
         elif near:
-            add(near[0].type, "boundary_and_type_error")
-    for _, k in strict.missed_indices:
-        add(t[k].type, "missed")
-    for _, k in strict.spurious_indices:
-        add(p[k].type, "spurious")
+            out.append(("boundary_and_type_error", near[0].type, near[0], s))
+    out += [("missed", t[k].type, t[k], None) for _, k in strict.missed_indices]
+    out += [("spurious", p[k].type, None, p[k]) for _, k in strict.spurious_indices]
     return out
+
+
+def _examples(events: Sequence[Event], types: Sequence[str], n: int = 3) -> dict[str, Any]:
+    """Which types are mistaken for which (type errors and both), with example span texts; and per type,
+    example texts of missed and of spurious spans."""
+    pairs: dict[tuple[str, str], list[str]] = {}
+    missed: dict[str, list[str]] = {k: [] for k in types}
+    spurious: dict[str, list[str]] = {k: [] for k in types}
+    for error, kind, h, s in events:
+        if error in ("type_error", "boundary_and_type_error"):
+            pairs.setdefault((h.type, s.type), []).append(h.text if h.text == s.text else f"{h.text} → {s.text}")
+        elif error == "missed" and h.text and len(missed[kind]) < n:
+            missed[kind].append(h.text)
+        elif error == "spurious" and s.text and len(spurious[kind]) < n:
+            spurious[kind].append(s.text)
+    confusions = [{"true": a, "predicted": b, "count": len(v), "examples": [x for x in v if x][:n]}
+                  for (a, b), v in sorted(pairs.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    return {"type_confusions": confusions, "missed_examples": missed, "spurious_examples": spurious}
 
 
 def item_counts(
     truth: Sequence[Any], pred: Sequence[Any], types: Sequence[str]
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per scenario, (n_items, n_types + 1, len(_FIELDS)) counts, the last type row all types together; and
-    the (n_items, n_types, len(ERRORS)) error structure."""
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[Event]]:
+    """Per scenario, (n_items, n_types + 1, len(_FIELDS)) counts, the last type row all types together; the
+    (n_items, n_types, len(ERRORS)) error structure; and its events, span by span."""
     from nervaluate import Evaluator
 
     out = {s: np.zeros((len(truth), len(types) + 1, len(_FIELDS))) for s in _SCENARIOS}
     errors = np.zeros((len(truth), len(types), len(ERRORS)))
+    events: list[Event] = []
     known = set(types)
+    col = {name: j for j, name in enumerate(types)}
     for i, (t, p) in enumerate(zip(truth, pred, strict=True)):
         if not t and not p:
             continue
@@ -88,8 +101,11 @@ def item_counts(
                     out[s][i, j] = [getattr(entity[s], f) for f in _FIELDS]
             r = result["overall"][s]
             out[s][i, -1] = [getattr(r, f) for f in _FIELDS]
-        errors[i] = _error_kinds(t, p, result["overall_indices"]["strict"], types)
-    return out, errors
+        found = _events(t, p, result["overall_indices"]["strict"])
+        for error, kind, _, _ in found:
+            errors[i, col[kind], ERRORS.index(error)] += 1
+        events += found
+    return out, errors, events
 
 
 def _prf_inputs(c: np.ndarray, *, half_partial: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,7 +120,7 @@ def evaluate_spans(
 ) -> dict[str, Any]:
     if len(truth) != len(pred) or not truth:
         raise ValueError("truth and pred must have the same, non-zero length")
-    counts, per_item = item_counts(truth, pred, types)
+    counts, per_item, events = item_counts(truth, pred, types)
     names = [*types, "all"]
     exact = prf_table(*_prf_inputs(counts["strict"], half_partial=False), names, n_boot=n_boot, seed=seed,
                       pooled=True)
@@ -122,4 +138,4 @@ def evaluate_spans(
 
     errors_by_type = {kind: structure(j) for j, kind in enumerate(types)}
     return {"n": len(truth), "types": list(types), "exact": exact, "partial": partial,
-            "errors": structure(len(types)), "errors_by_type": errors_by_type}
+            "errors": structure(len(types)), "errors_by_type": errors_by_type, **_examples(events, types)}
