@@ -17,6 +17,23 @@ from labeler.evaluate.report_plots import _save, _text
 from labeler.tasktypes.span_scores import ERRORS
 
 ERROR_COLOURS = ("#2e8b57", "#e67e22", "#f1c40f", "#8e44ad", "#7f8c8d", "#c0392b")
+# per task type: what a class of elements is called and what one element is; its F1 tables (title, key in the
+# evaluation, None for the evaluation itself), the first being the main one
+WORDS = {"multi_label": ("label", "label"), "spans": ("entity type", "span")}
+F1_TABLES: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "multi_label": (("F1", None),),
+    "spans": (("exact-match F1", "exact"), ("partial-match F1", "partial")),
+}
+
+
+def tables(task_type: str, ev: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The (title, per-class table) pairs of an evaluation of this task type, the main one first."""
+    return [(title, ev if key is None else ev[key]) for title, key in F1_TABLES[task_type]]
+
+
+def primary(task_type: str, ev: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The main per-class table of an evaluation (multi_label: the evaluation; spans: exact match)."""
+    return tables(task_type, ev)[0][1]
 
 
 def _rows(per_class: Sequence[Mapping[str, Any]], key: str) -> list[Mapping[str, Any]]:
@@ -35,26 +52,22 @@ def _bars(ax: Any, rows: Sequence[Mapping[str, Any]], key: str, colour: str | Se
 
 def plot_f1(m: Mapping[str, Any], path: Path) -> str:
     """F1 per label (multi_label) or exact and partial F1 per entity type (spans), 95% intervals."""
-    ev = m["evaluation"]
-    tables = [("F1", ev)] if m["task_type"] == "multi_label" else [("exact-match F1", ev["exact"]),
-                                                                    ("partial-match F1", ev["partial"])]
-    n = max(len(_rows(t["per_class"], "f1")) for _, t in tables)
-    fig = Figure(figsize=(4.2 * len(tables) + 1.5, 0.45 * n + 1.6))
-    for i, (title, table) in enumerate(tables, 1):
-        ax = fig.add_subplot(1, len(tables), i)
+    shown = tables(m["task_type"], m["evaluation"])
+    n = max(len(_rows(t["per_class"], "f1")) for _, t in shown)
+    fig = Figure(figsize=(4.2 * len(shown) + 1.5, 0.45 * n + 1.6))
+    for i, (title, table) in enumerate(shown, 1):
+        ax = fig.add_subplot(1, len(shown), i)
         _bars(ax, _rows(table["per_class"], "f1"), "f1", "#2e6da4")
         ax.set_xlim(0, 1.05)
         ax.set_xlabel(f"{title} (95% bootstrap interval)")
         ax.grid(axis="x", alpha=0.3)
-    what = "label" if m["task_type"] == "multi_label" else "entity type"
-    fig.suptitle(f"F1 per {what}", fontsize=10)
+    fig.suptitle(f"F1 per {WORDS[m['task_type']][0]}", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def plot_overprediction(m: Mapping[str, Any], path: Path) -> str:
-    ev = m["evaluation"]
-    rows = _rows((ev if m["task_type"] == "multi_label" else ev["exact"])["per_class"], "over_prediction")
+    rows = _rows(primary(m["task_type"], m["evaluation"])["per_class"], "over_prediction")
     fig = Figure(figsize=(6.5, 0.45 * len(rows) + 1.5))
     ax = fig.add_subplot()
     op = [c["over_prediction"] for c in rows]
@@ -92,7 +105,7 @@ def plot_span_errors(m: Mapping[str, Any], path: Path) -> str:
 def draw_all(m: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
     """Every plot the metrics allow, into out_dir: role (f1, overprediction, span_errors) -> file name."""
     ev = m["evaluation"]
-    table = ev if m["task_type"] == "multi_label" else ev["exact"]
+    table = primary(m["task_type"], ev)
     images = {}
     if _rows(table["per_class"], "f1"):
         images["f1"] = plot_f1(m, out_dir / "f1.png")

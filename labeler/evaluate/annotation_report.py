@@ -14,57 +14,52 @@ from pathlib import Path
 from typing import Any
 
 from labeler.evaluate import annotation_plots
+from labeler.evaluate.annotation_plots import WORDS, primary
 from labeler.evaluate.escape import visible
 from labeler.evaluate.formatting import ci, est, ok, pct
 from labeler.evaluate.report import _environment
 
-# what an element of an annotation is called, per task type
-_WORDS = {"multi_label": ("label", "label"), "spans": ("entity type", "span")}
+
+def _multi_label(ev: Mapping[str, Any], level: str) -> tuple[list[str], list[Mapping[str, Any]]]:
+    return [
+        f"On {ev['n']:,} items with a human annotation, micro F1 = {est(ev['f1_micro'], as_pct=False)} and "
+        f"macro F1 = {est(ev['f1_macro'], as_pct=False)} ({level} intervals); the label set is exactly the "
+        f"human one on {pct(ev['subset_accuracy']['value'])} of items (interval {ci(ev['subset_accuracy'])}), "
+        f"Hamming loss {est(ev['hamming_loss'], as_pct=False, digits=3)}.",
+        f"The LLM gives {est(ev['cardinality_llm'], as_pct=False)} labels per item, humans "
+        f"{est(ev['cardinality_human'], as_pct=False)}.",
+    ], ev["per_class"]
+
+
+def _spans(ev: Mapping[str, Any], level: str) -> tuple[list[str], list[Mapping[str, Any]]]:
+    c = {k: f"{v['value']:.0f}" for k, v in ev["errors"].items()}
+    return [
+        f"On {ev['n']:,} items with a human annotation, exact-match F1 over all spans = "
+        f"{est(ev['exact']['per_class'][-1]['f1'], as_pct=False)}, partial-match F1 = "
+        f"{est(ev['partial']['per_class'][-1]['f1'], as_pct=False)} ({level} intervals).",
+        f"Error structure: {c['correct']} correct, {c['type_error']} with the wrong type, "
+        f"{c['boundary_error']} with wrong boundaries, {c['boundary_and_type_error']} with both wrong, "
+        f"{c['missed']} missed, {c['spurious']} spurious.",
+    ], ev["exact"]["per_class"][:-1]
+
+
+# per task type: its opening sentences and the per-class rows whose over-prediction the summary names
+_OPENING = {"multi_label": _multi_label, "spans": _spans}
 
 
 def summary_sentences(m: Mapping[str, Any]) -> list[str]:
     """The 'what this shows' paragraph of a multi-label or span report, from its numbers."""
-    ev, d = m["evaluation"], m["data"]
-    level = pct(m["settings"]["level"], 0)
-    out: list[str] = []
-    if m["task_type"] == "multi_label":
-        out.append(
-            f"On {ev['n']:,} items with a human annotation, micro F1 = {est(ev['f1_micro'], as_pct=False)} and "
-            f"macro F1 = {est(ev['f1_macro'], as_pct=False)} ({level} intervals); the label set is exactly the "
-            f"human one on {pct(ev['subset_accuracy']['value'])} of items (interval {ci(ev['subset_accuracy'])}), "
-            f"Hamming loss {est(ev['hamming_loss'], as_pct=False, digits=3)}."
-        )
-        out.append(
-            f"The LLM gives {est(ev['cardinality_llm'], as_pct=False)} labels per item, humans "
-            f"{est(ev['cardinality_human'], as_pct=False)}."
-        )
-        rows = ev["per_class"]
-    else:
-        allrow = ev["exact"]["per_class"][-1]
-        partial = ev["partial"]["per_class"][-1]
-        out.append(
-            f"On {ev['n']:,} items with a human annotation, exact-match F1 over all spans = "
-            f"{est(allrow['f1'], as_pct=False)}, partial-match F1 = {est(partial['f1'], as_pct=False)} "
-            f"({level} intervals)."
-        )
-        c = {k: f"{v['value']:.0f}" for k, v in ev["errors"].items()}
-        out.append(
-            f"Error structure: {c['correct']} correct, {c['type_error']} with the wrong type, "
-            f"{c['boundary_error']} with wrong boundaries, {c['boundary_and_type_error']} with both wrong, "
-            f"{c['missed']} missed, {c['spurious']} spurious."
-        )
-        rows = ev["exact"]["per_class"][:-1]
+    out, rows = _OPENING[m["task_type"]](m["evaluation"], pct(m["settings"]["level"], 0))
     ratios = [(r["name"], r["over_prediction"]) for r in rows]
     over = [name for name, e in ratios if ok(e.get("low")) and e["low"] > 1]
     under = [name for name, e in ratios if ok(e.get("high")) and e["high"] < 1]
-    what = _WORDS[m["task_type"]][0]
     if over:
         out.append(f"Over-predicted (interval above 1): {', '.join(over)}.")
     if under:
         out.append(f"Under-predicted (interval below 1): {', '.join(under)}.")
     if not over and not under:
-        out.append(f"No {what} is over- or under-predicted beyond chance.")
-    if d.get("human_set_is_selected"):
+        out.append(f"No {WORDS[m['task_type']][0]} is over- or under-predicted beyond chance.")
+    if m["data"].get("human_set_is_selected"):
         out.append("The human-annotated items include ones routed to review as doubtful: see the audit section for "
                    "the corpus.")
     return [visible(s) for s in out]
@@ -74,7 +69,7 @@ def render(m: Mapping[str, Any], images: Mapping[str, str], fmt: str,
            image_data: Mapping[str, bytes] | None = None) -> str:
     """report.md (fmt "md") or report.html (fmt "html") of a multi-label or span metrics dict."""
     reviewers = ", ".join(f"{r} ({n})" for r, n in m["data"]["reviewers"].items()) or "none"
-    what, element = _WORDS[m["task_type"]]
+    what, element = WORDS[m["task_type"]]
     text = _environment(fmt).get_template(f"annotations.{fmt}.j2").render(
         m=m,
         images=dict(images),
@@ -84,6 +79,7 @@ def render(m: Mapping[str, Any], images: Mapping[str, str], fmt: str,
         reviewers=reviewers,
         what=what,
         element=element,
+        primary=lambda ev: primary(m["task_type"], ev),
     )
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
