@@ -169,6 +169,14 @@ def test_multi_label_report_gives_the_per_label_f1_counted_by_hand(tmp_path: Pat
     assert au["exact_match"]["value"] == pytest.approx(hits / 40, abs=1e-12)
     assert au["exact_match"]["low"] < au["exact_match"]["value"] < au["exact_match"]["high"] or hits in (0, 40)
     assert au["self_weighting"] and au["evaluation"]["n"] == 40
+    # humans among themselves: ann agrees with gold on the 40 audited items; the LLM by Jaccard, by hand
+    def jaccard(a: tuple[str, ...], b: tuple[str, ...]) -> float:
+        return 1.0 if not set(a) | set(b) else len(set(a) & set(b)) / len(set(a) | set(b))
+    hum = m["humans"]
+    assert hum["items"] == 40 and hum["human_vs_human"]["value"] == 1.0
+    assert hum["llm_vs_human"]["value"] == pytest.approx(
+        sum(jaccard(truth[ids.index(i)], pred[ids.index(i)] or ()) for i in audited) / 40, abs=1e-12)
+    assert _contains(hum["llm_vs_human"]) and _contains(hum["difference"])
     # confusions: per item each missed label with each added one; the most frequent pair counted by hand
     pairs: dict[tuple[str, str], int] = {}
     for k in keep:
@@ -365,3 +373,7 @@ def test_span_eval_reads_human_spans_from_a_file_and_disagreeing_reviewers_by_th
     assert "|B*b_" not in md  # Markdown syntax: harmless in HTML, escaped in report.md
     assert escape.markdown(evil) in md and escape.html(evil) in html
     assert m["data"]["with_several_humans"] == 1  # t0 (t1: one readable; t2: the adjudication settles it)
+    # t0's humans: Ada+Bob (ann, cy) and Ada (bob): exact-span F1 2/3, 1, 2/3 over the pairs; the LLM's Ada
+    # scores 2/3, 1, 2/3 against them too
+    assert m["humans"]["human_vs_human"]["value"] == pytest.approx(7 / 9)
+    assert m["humans"]["llm_vs_human"]["value"] == pytest.approx(7 / 9)

@@ -100,6 +100,37 @@ def _label_share(inputs: AnnotationInputs, truth: Sequence[Any], strata: Sequenc
     return {"label_share": share}
 
 
+def _humans(inputs: AnnotationInputs, *, n_boot: int, seed: int) -> dict[str, Any] | None:
+    """On the items with several human annotations: how far humans agree with each other (mean over pairs)
+    and the LLM with each of them (mean over humans), by the task type's `agreement` (multi_label: Jaccard
+    of the label sets; spans: F1 of exact span matches), with item-bootstrap intervals."""
+    import numpy as np
+
+    from labeler.evaluate.intervals import boot_items, from_samples
+
+    kind = inputs.kind
+    rows = [i for i, h in enumerate(inputs.human) if len(h) >= 2]
+    if not rows:
+        return None
+    per_item = []
+    for i in rows:
+        votes = [kind.decode(v) for v in inputs.human[i].values()]
+        pairs = [kind.agreement(a, b) for j, a in enumerate(votes) for b in votes[j + 1:]]
+        per_item.append([sum(pairs) / len(pairs), sum(kind.agreement(_empty(inputs.pred[i]), h) for h in votes)
+                         / len(votes)])
+    y = np.array(per_item)
+    boot = boot_items(len(rows), lambda w: w @ y / len(rows), n_boot=n_boot, seed=seed + 2)
+    point = y.mean(0)
+    routed = inputs.audit.routed | inputs.audit.picked if inputs.audit is not None else frozenset()
+    return {
+        "items": len(rows),
+        "human_vs_human": from_samples(float(point[0]), boot[:, 0], LEVEL).to_dict(),
+        "llm_vs_human": from_samples(float(point[1]), boot[:, 1], LEVEL).to_dict(),
+        "difference": from_samples(float(point[1] - point[0]), boot[:, 1] - boot[:, 0], LEVEL).to_dict(),
+        "routed_items": sum(inputs.ids[i] in routed for i in rows),
+    }
+
+
 NONE = "(none)"
 
 
@@ -172,6 +203,7 @@ def build_annotation_metrics(inputs: AnnotationInputs, *, n_boot: int = 1000, se
         "corrections": dict(inputs.correction_reasons),
         "evaluation": evaluation,
         **EXTRAS[inputs.kind.name].measure(truth, pred, [inputs.texts[i] for i in have]),
+        "humans": _humans(inputs, n_boot=n_boot, seed=seed),
         "audit": _audit(inputs, n_boot=n_boot, seed=seed),
         "cost": {"llm_cost": inputs.llm_cost, "tokens": dict(inputs.tokens)},
     }

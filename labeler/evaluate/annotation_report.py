@@ -43,6 +43,8 @@ def _spans(ev: Mapping[str, Any], level: str) -> tuple[list[str], list[Mapping[s
     ], ev["exact"]["per_class"][:-1]
 
 
+# per task type: how its `agreement` of two annotations is called
+AGREEMENT = {"multi_label": "the Jaccard similarity of the two label sets", "spans": "the F1 of exact span matches"}
 # per task type: its opening sentences and the per-class rows whose over-prediction the summary names
 _OPENING = {"multi_label": _multi_label, "spans": _spans}
 
@@ -79,6 +81,7 @@ def render(m: Mapping[str, Any], images: Mapping[str, str], fmt: str,
         reviewers=reviewers,
         what=what,
         element=element,
+        agreement_measure=AGREEMENT[m["task_type"]],
         primary=lambda ev: primary(m["task_type"], ev),
     )
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
