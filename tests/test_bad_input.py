@@ -48,6 +48,59 @@ def _corpus(root: Path, text: str, **task: object) -> Path:
     return write_task(root, sections={"retry": {"max_attempts": 1}, **task})  # type: ignore[arg-type]
 
 
+# --- case 4: unbounded concurrency ---------------------------------------------------------------
+def test_a_huge_concurrency_starts_no_more_workers_than_items_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+    import tracemalloc
+
+    from fakes import BASE_URL, completion
+
+    seen = {"in_flight": 0, "most": 0, "tasks": 0}
+
+    class Slow:
+        async def complete(self, request: object) -> object:
+            seen["in_flight"] += 1
+            seen["most"] = max(seen["most"], seen["in_flight"])
+            seen["tasks"] = max(seen["tasks"], len(asyncio.all_tasks()))
+            await asyncio.sleep(0.05)  # every worker that started is in flight together
+            seen["in_flight"] -= 1
+            return completion(json_answer("sport"))
+
+        async def aclose(self) -> None:
+            pass
+
+    @contextlib.asynccontextmanager
+    async def open_backends(task: TaskConfig) -> AsyncIterator[dict[str, Slow]]:
+        yield {m.name: Slow() for m in task.members}
+
+    monkeypatch.setattr(pipeline, "open_backends", open_backends)
+    (tmp_path / "items.csv").write_text("id,text\n" + "".join(f"d{i},item {i}\n" for i in range(5)), encoding="utf-8")
+    config = write_task(tmp_path, model={"base_url": BASE_URL, "model": "test-model", "concurrency": 10_000_000})
+    tracemalloc.start()
+    try:
+        assert main(["run", str(config), "--run-dir", str(tmp_path / "runs" / "r"), "--quiet"]) == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    err = capsys.readouterr().err
+    assert "warning: concurrency 10000000 is above 256; using 5" in err
+    assert seen["most"] == 5  # one worker per pending item, all in flight at once
+    assert seen["tasks"] <= 5 + 4  # the 5 workers, their member, the main task, the progress ticker
+    assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MiB"  # ten million workers took 2 GB
+
+
+def test_worker_count_caps_at_pending_requests_and_the_maximum() -> None:
+    from labeler.label.slots import MAX_WORKERS, worker_count
+
+    said: list[str] = []
+    assert worker_count(8, 5) == 5 and worker_count(8, 100) == 8 and worker_count(8, 0) == 0
+    assert worker_count(8, 17, k=4) == 5  # 17 items, 4 a request: 5 requests
+    assert worker_count(10**7, 10**6, name="big", warn=said.append) == MAX_WORKERS == 256
+    assert said == ["concurrency 10000000 of member 'big' is above 256; using 256"]
+
+
 # --- case 5: a corrupt manifest.json ------------------------------------------------------------
 @pytest.mark.parametrize(
     "argv",
