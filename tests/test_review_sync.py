@@ -143,3 +143,110 @@ def test_final_dataset_counts_gold_as_a_vote(tmp_path: Path) -> None:
         truth[unreviewed],
         0,
     )
+
+
+# --- issue 23 (5, 8): reviews carry where they came from; a project is its server and id --------------
+def ls_project_export(tasks: list[dict[str, Any]], answers: dict[int, dict[str, str]], project: int) -> Any:
+    """ls_export, with the project id Label Studio's JSON export writes on every task and annotation."""
+    out = ls_export(tasks, answers)
+    for t in out:
+        t["project"] = project
+        for ann in t["annotations"]:
+            ann["project"] = project
+    return out
+
+
+def test_another_projects_export_is_refused_naming_both_and_never_rewrites_the_runs(
+    run: Path, tmp_path: Path
+) -> None:
+    from labeler.errors import ReviewError
+
+    tasks = ls_tasks(run, tmp_path)[:6]
+    a, b, c, d, e, f = (t["data"]["item_id"] for t in tasks)
+    one = ls_project_export(tasks[:4], {1: {a: "sport", b: "sport", c: "sport", d: "sport"}}, project=1)
+    assert import_reviews(run, write_json(tmp_path / "p1.json", one)).added == 4
+    # project 4 covers the same items: user 1 answered a and b there too, user 2 answered e; c, d not at all
+    four = ls_project_export(tasks, {1: {a: "tech", b: "tech"}, 2: {e: "business", f: "tech"}}, project=4)
+    with pytest.raises(ReviewError) as err:
+        import_reviews(run, write_json(tmp_path / "p4.json", four))
+    assert str(err.value) == (
+        "this run is reviewed through labelstudio project 1; the file is project 4 — "
+        "pass --other-project to import it anyway"
+    )
+    assert {k: r.label for k, r in stored_reviews(run).items()} == {(i, "1"): "sport" for i in (a, b, c, d)}
+    s = import_reviews(run, tmp_path / "p4.json", other_project=True)
+    assert (s.added, s.changed, s.removed) == (2, 0, 0)  # project 1's reviews of a..d are neither replaced nor removed
+    assert any("2 answers of labelstudio project 4 left out" in w for w in s.warnings)
+    got = {k: (r.label, r.origin) for k, r in stored_reviews(run).items()}
+    assert got == {
+        **{(i, "1"): ("sport", "labelstudio - 1") for i in (a, b, c, d)},
+        (e, "2"): ("business", "labelstudio - 4"),
+        (f, "2"): ("tech", "labelstudio - 4"),
+    }
+    # project 1's newer export (d deleted) syncs project 1 only: project 4's reviews stay
+    newer = ls_project_export(tasks[:4], {1: {a: "sport", b: "sport", c: "sport"}}, project=1)
+    s = import_reviews(run, write_json(tmp_path / "p1b.json", newer))
+    assert (s.removed, s.unchanged) == (1, 3)
+    assert set(stored_reviews(run)) == {(a, "1"), (b, "1"), (c, "1"), (e, "2"), (f, "2")}
+
+
+def test_a_file_that_names_no_project_is_the_runs_project(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)[:3]
+    a, b, _ = (t["data"]["item_id"] for t in tasks)
+    assert import_reviews(run, write_json(tmp_path / "p1.json", ls_project_export(tasks, {1: {a: "sport"}}, 1))).added
+    unnamed = ls_export(tasks, {1: {a: "tech", b: "sport"}})  # no "project" on the tasks (an older export)
+    s = import_reviews(run, write_json(tmp_path / "x.json", unnamed))
+    assert (s.added, s.changed) == (1, 1)
+    assert {r.origin for r in stored_reviews(run).values()} == {"labelstudio - 1"}
+
+
+def test_server_key_makes_one_server_of_its_spellings() -> None:
+    from labeler.review.origin import Origin, server_key
+
+    same = ["http://localhost:8080", "http://127.0.0.1:8080/", "HTTP://LocalHost:8080//", "http://[::1]:8080"]
+    assert {server_key(u) for u in same} == {"http://127.0.0.1:8080"}
+    assert server_key("https://ls.example.org:443/") == server_key("https://LS.example.org") == "https://ls.example.org"
+    assert server_key("http://h:80/ls/") == "http://h/ls" and server_key("http://h:8081") != server_key("http://h")
+    o = Origin("argilla", "http://127.0.0.1:6900", "news review r1")
+    assert Origin.parse(o.key()) == o and o.describe() == "argilla dataset news review r1 at http://127.0.0.1:6900"
+
+
+def test_push_via_localhost_pull_via_127_and_a_file_of_another_project(tmp_path: Path) -> None:
+    import httpx2
+    from live_runs import make_run as make_live_run
+    from test_review_live_units import FakeLabelStudio
+
+    from labeler.errors import ReviewError
+    from labeler.review.live_sync import pull_run, push_run
+
+    run_dir, truth = make_live_run(tmp_path)
+    fake = FakeLabelStudio()
+    t = httpx2.MockTransport(fake)
+    env = {"LABEL_STUDIO_URL": "http://localhost:8080", "LABEL_STUDIO_API_KEY": fake.REFRESH}
+    s = push_run(run_dir, tool="labelstudio", gold_share=0.1, env=env, transport=t)
+    for task in fake.tasks:
+        item = task["data"]["item_id"]
+        res = [{"from_name": "label", "value": {"choices": [truth[item]]}}]
+        task["annotations"] = [{"id": 1, "completed_by": 7, "updated_at": "t1", "result": res}]
+    other = {**env, "LABEL_STUDIO_URL": "http://127.0.0.1:8080/"}
+    got = pull_run(run_dir, tool="labelstudio", env=other, transport=t)
+    assert got.plan.added == s.queue and [(q.reviewer, q.gold_accuracy) for q in got.quality] == [("7", 1.0)]
+    store = RunStore.open(run_dir)
+    meta = json.loads(store.get_meta("labelstudio_sync") or "{}")
+    store.close()
+    assert list(meta["projects"]) == ["http://127.0.0.1:8080 1"] and meta["last"] == "http://127.0.0.1:8080 1"
+    assert {r.origin for r in stored_reviews(run_dir).values()} == {"labelstudio http://127.0.0.1:8080 1"}
+    # a pull through the third spelling changes nothing
+    again = pull_run(run_dir, tool="labelstudio", env={**env, "LABEL_STUDIO_URL": "http://LOCALHOST:8080"}, transport=t)
+    assert (again.plan.added, again.plan.changed, again.removed) == (0, 0, 0)
+    # project 4's export of the same items
+    four = [{**task, "id": k + 1, "project": 4} for k, task in enumerate(fake.tasks)]
+    with pytest.raises(ReviewError) as err:
+        import_reviews(run_dir, write_json(tmp_path / "p4.json", four))
+    assert str(err.value) == (
+        "this run is reviewed through labelstudio project 1 at http://127.0.0.1:8080; the file is project 4 — "
+        "pass --other-project to import it anyway"
+    )
+    # project 1's own export is the live project: it syncs the pulled reviews
+    one = [{**task, "id": k + 1, "project": 1} for k, task in enumerate(fake.tasks)]
+    assert import_reviews(run_dir, write_json(tmp_path / "p1.json", one)).unchanged == s.queue

@@ -57,6 +57,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
         f"{p.duplicates} earlier answers of a reviewer to the same item dropped for the latest; "
         f"{p.gold_answered} on gold items; {len(p.adjudicated)} adjudicated"
     )
+    if p.other_origin:
+        print(
+            f"warning: {p.other_origin} answers left out: the same reviewer's review of the item from another "
+            "project (an import with --other-project) is kept"
+        )
     print(f"reviewers: {who or 'none yet'}")
     if s.quality:
         print("reviewer quality (gold items and overlaps):")

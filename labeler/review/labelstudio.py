@@ -218,7 +218,18 @@ def parse_labelstudio(tasks: Any, *, label_control: str = LABEL) -> Parsed:
             why = _wrong_control(len(tasks), other, label_control, "choice")
         else:
             why = f"none of its {n_ann - n_cancelled} annotations chooses in {label_control!r}"
-    return Parsed("labelstudio", "labelstudio", _resolve(answers, aliases), frozenset(items), None, aliases, (), why)
+    resolved = _resolve(answers, aliases)
+    return Parsed("labelstudio", "labelstudio", resolved, frozenset(items), None, aliases, (), why, _project(tasks))
+
+
+def _project(tasks: Sequence[Any]) -> str | None:
+    """The project id the JSON export names on its tasks and annotations (None if none or several)."""
+    ids = {str(t["project"]) for t in tasks if isinstance(t, Mapping) and t.get("project") is not None}
+    for t in tasks:
+        for ann in (t.get("annotations") or []) if isinstance(t, Mapping) else []:
+            if isinstance(ann, Mapping) and ann.get("project") is not None:
+                ids.add(str(ann["project"]))
+    return next(iter(ids)) if len(ids) == 1 else None
 
 
 def _flat_value(value: Any) -> Any:
