@@ -250,3 +250,60 @@ def test_push_via_localhost_pull_via_127_and_a_file_of_another_project(tmp_path:
     # project 1's own export is the live project: it syncs the pulled reviews
     one = [{**task, "id": k + 1, "project": 1} for k, task in enumerate(fake.tasks)]
     assert import_reviews(run_dir, write_json(tmp_path / "p1.json", one)).unchanged == s.queue
+
+
+# --- issue 23 (9): reviewer notes and correction reasons leave the run, as written ---------------------
+NOTE = "  \tindented, kept as written\n=HYPERLINK(\"http://x\")\x1b[2J"
+
+
+def test_notes_and_reasons_reach_every_export_format_verbatim(run: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from labeler.cli import main
+    from labeler.review.common import NOTE as NOTE_Q
+    from labeler.review.common import REASON
+
+    tasks = ls_tasks(run, tmp_path)[:2]
+    a, b = (t["data"]["item_id"] for t in tasks)
+    export = ls_export(tasks, {1: {a: "tech", b: "sport"}})
+    first = export[0]["annotations"][0]
+    first["result"] += [
+        {"from_name": REASON, "to_name": "text", "type": "choices", "value": {"choices": ["model error"]}},
+        {"from_name": NOTE_Q, "to_name": "text", "type": "textarea", "value": {"text": [NOTE]}},
+    ]
+    import_reviews(run, write_json(tmp_path / "ls.json", export))
+    assert stored_reviews(run)[(a, "1")].note == NOTE  # leading spaces and tabs are not stripped on import
+    outs = {}
+    for fmt in ("csv", "jsonl", "parquet"):
+        outs[f"export.{fmt}"] = tmp_path / f"final.{fmt}"
+        assert main(["export", str(run), "--out", str(outs[f"export.{fmt}"])]) == 0
+        outs[f"merge.{fmt}"] = tmp_path / f"merged.{fmt}"
+        assert main(["review", "merge", str(run), "--out", str(outs[f"merge.{fmt}"])]) == 0
+    for name, path in outs.items():
+        if path.suffix == ".parquet":
+            rows = pq.read_table(path).to_pylist()
+        elif path.suffix == ".jsonl":
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        else:
+            text = path.read_text(encoding="utf-8")
+            assert "\x1b" not in text, name  # no terminal escape reaches a CSV for people
+            rows = list(csv.DictReader(text.splitlines(keepends=True)))
+            cells = [v for r in rows for v in r.values() if v]
+            assert not any(c.lstrip()[:1] in "=+-@" for c in cells if "HYPERLINK" in c), name
+        by_id = {r["id"]: r for r in rows}
+        assert json.loads(by_id[a]["notes"]) == {"1": NOTE}, name
+        assert json.loads(by_id[a]["reviewer_reasons"]) == {"1": "model error"}, name
+        assert json.loads(by_id[b]["notes"]) == {} and json.loads(by_id[b]["reviewer_reasons"]) == {}, name
+
+
+def test_a_csv_note_keeps_its_leading_spaces(run: Path, tmp_path: Path) -> None:
+    q = export_queue(run, tmp_path / "q.csv", "csv")[0]
+    with q.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[0].update(human_label="sport", reviewer="ann", note="\t  two lines\n  of note ")
+    with q.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    import_reviews(run, q)
+    assert stored_reviews(run)[(rows[0]["id"], "ann")].note == "\t  two lines\n  of note "

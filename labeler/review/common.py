@@ -66,3 +66,11 @@ def text_or_none(value: object) -> str | None:
         return None
     s = str(value).strip()
     return s or None
+
+
+def note_or_none(value: object) -> str | None:
+    """A reviewer's note as written (leading spaces, tabs and line breaks kept); None when empty or blank."""
+    if value is None:
+        return None
+    s = str(value)
+    return s if s.strip() else None
