@@ -307,3 +307,46 @@ def test_a_csv_note_keeps_its_leading_spaces(run: Path, tmp_path: Path) -> None:
         w.writerows(rows)
     import_reviews(run, q)
     assert stored_reviews(run)[(rows[0]["id"], "ann")].note == "\t  two lines\n  of note "
+
+
+# --- issue 23: the Argilla SDK's own output stays out of labeler's unless --debug -----------------------
+@pytest.mark.parametrize("debug", [False, True])
+def test_argilla_sdk_noise_stays_out_of_the_output_unless_debug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], debug: bool
+) -> None:
+    import logging
+    import sys
+    import warnings
+
+    from live_runs import make_run as make_live_run
+
+    from labeler.cli import main
+    from labeler.review import live_argilla
+
+    def noisy_push(url: str, key: str, ordered: Any, *, name: str, **_: Any) -> Any:
+        # what argilla 2.8 printed between labeler's lines: a UserWarning, a tqdm bar, a batch-size WARNING
+        warnings.warn("Workspace not provided. Using default workspace: argilla", UserWarning, stacklevel=1)
+        sys.stderr.write("Sending records...: 100%|██████████| 1/1 [00:00<00:00, 10.0batch/s]\n")
+        logging.getLogger("argilla.sdk").warning("DatasetRecords: Setting batch size to 41")
+        return live_argilla.Pushed(name, True, len(ordered), 0)
+
+    monkeypatch.setattr(live_argilla, "push", noisy_push)
+    monkeypatch.setenv("ARGILLA_API_URL", "http://127.0.0.1:6900")
+    monkeypatch.setenv("ARGILLA_API_KEY", "owner.apikey")
+    run_dir, _ = make_live_run(tmp_path)
+    logging.getLogger("argilla").handlers = [handler := logging.StreamHandler(sys.stderr)]
+    try:
+        argv = ["--debug"] * debug + ["review", "push", str(run_dir), "--tool", "argilla"]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # a UserWarning is shown, not an error, as in a user's shell
+            assert main(argv) == 0
+    finally:
+        logging.getLogger("argilla").removeHandler(handler)
+    out = capsys.readouterr()
+    said = out.out + out.err + "".join(str(w.message) for w in caught)
+    assert "argilla created project" in out.out  # labeler's own line is there either way
+    noise = ("Workspace not provided", "Sending records", "Setting batch size")
+    if debug:
+        assert all(n in said for n in noise), said
+    else:
+        assert not any(n in said for n in noise), said

@@ -20,10 +20,14 @@ majority of the other reviewers) is measured; a reviewer is flagged when either 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import logging
 import os
+import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from labeler.errors import ReviewError
@@ -47,6 +51,26 @@ def credentials(tool: str, url: str | None = None, env: Mapping[str, str] | None
     if not key:
         raise ReviewError(f"no {tool} credentials: set {key_var} to {what}")
     return url, key
+
+
+@contextlib.contextmanager
+def quiet_sdk(*loggers: str, show: bool = False) -> Iterator[None]:
+    """Keep a review SDK's own output out of labeler's: its warnings (UserWarning ...), what it writes to
+    stderr (tqdm progress bars) and its log records below CRITICAL on `loggers`. `show` (--debug) lets it
+    all through. Errors still reach the caller as exceptions, which labeler turns into one line."""
+    if show:
+        yield
+        return
+    saved = [(lg, lg.level) for lg in map(logging.getLogger, loggers)]
+    try:
+        for lg, _ in saved:
+            lg.setLevel(logging.CRITICAL)
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
 
 
 def _hash(salt: str, item_id: str) -> str:

@@ -31,6 +31,7 @@ from labeler.review.live_common import (
     plan_pull,
     push_order,
     quality_json,
+    quiet_sdk,
     reviewer_quality,
 )
 from labeler.review.origin import Origin, server_key
@@ -112,8 +113,10 @@ def push_run(
     gold_share: float = 0.0,
     env: Mapping[str, str] | None = None,
     transport: Any = None,
+    sdk_output: bool = False,
 ) -> PushSummary:
-    """Send the run's queue (and gold items) to a project of `tool`, creating or reusing it by title."""
+    """Send the run's queue (and gold items) to a project of `tool`, creating or reusing it by title.
+    `sdk_output` (--debug): let the Argilla SDK's warnings, progress bars and log lines through."""
     if tool not in TOOLS:
         raise ReviewError(f"unknown review tool {tool!r}; use one of {', '.join(TOOLS)}")
     if overlap < 1:
@@ -165,7 +168,8 @@ def push_run(
         else:
             from labeler.review import live_argilla as ag
 
-            a = ag.push(base, key, ordered, name=title, **common)  # type: ignore[arg-type]
+            with quiet_sdk("argilla", show=sdk_output):
+                a = ag.push(base, key, ordered, name=title, **common)  # type: ignore[arg-type]
             pid, ptitle, created, new, already = a.dataset, a.dataset, a.created, a.new, a.already
         meta = _meta(store, tool)
         pkey = _pkey(base, pid)
@@ -235,6 +239,7 @@ def pull_run(
     adjudicators: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     transport: Any = None,
+    sdk_output: bool = False,
 ) -> PullSummary:
     """Bring the tool's submitted answers into the run's reviews (added, changed, removed) and measure
     every reviewer on gold items and overlaps. `adjudicators` (Argilla user names or ids): their
@@ -258,7 +263,8 @@ def pull_run(
         else:
             from labeler.review import live_argilla as ag
 
-            pulled, users, at = ag.pull(base, key, str(entry["project"]), adjudicators=adjudicators)
+            with quiet_sdk("argilla", show=sdk_output):
+                pulled, users, at = ag.pull(base, key, str(entry["project"]), adjudicators=adjudicators)
         plan = plan_pull(
             store.reviews(),
             pulled,
