@@ -24,7 +24,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         blind_audit=args.blind_audit,
         no_suggestion=args.no_suggestion or None,
         gold_share=args.gold_share,
-        sdk_output=args.debug,
+        sdk_output=getattr(args, "debug", False),
     )
     what = "created" if s.created else "updated"
     print(
@@ -49,7 +49,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         project=args.project,
         min_accuracy=args.min_accuracy,
         adjudicators=args.adjudicator or (),
-        sdk_output=args.debug,
+        sdk_output=getattr(args, "debug", False),
     )
     p = s.plan
     who = ", ".join(f"{r} ({n})" if n != r else r for r, n in sorted(s.reviewers.items()))
