@@ -200,6 +200,15 @@ def test_a_file_that_names_no_project_is_the_runs_project(run: Path, tmp_path: P
     assert {r.origin for r in stored_reviews(run).values()} == {"labelstudio - 1"}
 
 
+def test_an_export_naming_no_project_then_one_naming_it_sync_as_one(run: Path, tmp_path: Path) -> None:
+    tasks = ls_tasks(run, tmp_path)[:3]
+    a, b, _ = (t["data"]["item_id"] for t in tasks)
+    assert import_reviews(run, write_json(tmp_path / "x.json", ls_export(tasks, {1: {a: "tech", b: "sport"}}))).added
+    s = import_reviews(run, write_json(tmp_path / "p1.json", ls_project_export(tasks, {1: {a: "sport"}}, 1)))
+    assert (s.changed, s.removed, s.warnings) == (1, 1, ())  # nothing left out: the first file was project 1's
+    assert {k: r.label for k, r in stored_reviews(run).items()} == {(a, "1"): "sport"}
+
+
 def test_server_key_makes_one_server_of_its_spellings() -> None:
     from labeler.review.origin import Origin, server_key
 
@@ -209,6 +218,16 @@ def test_server_key_makes_one_server_of_its_spellings() -> None:
     assert server_key("http://h:80/ls/") == "http://h/ls" and server_key("http://h:8081") != server_key("http://h")
     o = Origin("argilla", "http://127.0.0.1:6900", "news review r1")
     assert Origin.parse(o.key()) == o and o.describe() == "argilla dataset news review r1 at http://127.0.0.1:6900"
+
+
+def test_which_stored_reviews_a_sync_may_rewrite() -> None:
+    from labeler.review.origin import claims
+
+    live = "labelstudio http://127.0.0.1:8080 1"
+    assert claims(None, live) and claims(live, live)  # reviews from before origins; its own
+    assert claims("labelstudio - 1", live) and claims("labelstudio - -", live)  # a file of project 1, of none
+    assert not claims("labelstudio - 4", live) and not claims("labelstudio http://10.0.0.2:8080 1", live)
+    assert claims(live, "labelstudio - -") and not claims("csv - -", live)
 
 
 def test_push_via_localhost_pull_via_127_and_a_file_of_another_project(tmp_path: Path) -> None:

@@ -58,6 +58,14 @@ class Origin:
 
 
 def claims(stored_origin: str | None, origin: str) -> bool:
-    """Whether a sync from `origin` may replace or remove a stored review of the same source: its own, or
-    one stored before reviews carried an origin (None)."""
-    return stored_origin is None or stored_origin == origin
+    """Whether a sync from `origin` may replace or remove a stored review of the same source: one of the
+    same project, or whose project is not known (stored before reviews carried an origin, or read from an
+    export that names none). Two known servers must be the same server too."""
+    if stored_origin is None or stored_origin == origin:
+        return True
+    a, b = Origin.parse(stored_origin), Origin.parse(origin)
+    if a.tool != b.tool:
+        return False
+    if a.project is None or b.project is None:
+        return True
+    return a.project == b.project and (a.server is None or b.server is None or a.server == b.server)
