@@ -6,14 +6,17 @@ InputError on one line naming the file, the line (or row) and the fix: a missing
 empty file, a line that is not JSON, a CSV line the csv module cannot split, a Parquet file that
 pyarrow cannot read. A byte-order mark is not part of the first column (or the first JSON line).
 Bytes that are not UTF-8 are replaced (U+FFFD) and the item is flagged `invalid-utf8`, so no row is lost.
+A quoted corpus field whose lines read as further rows of the file (an unterminated quote swallowing
+them) is refused in strict mode and a warning otherwise; see `_Swallowed`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,9 +51,12 @@ def _one_line(exc: BaseException, n: int = 160) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def _records(path: Path, what: str = "input.path") -> Iterator[tuple[int, dict[str, Any]]]:
+def _records(
+    path: Path, what: str = "input.path", end: list[int] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each row of `path`; for Parquet the number is the row's. `what`
-    names the setting or option that pointed at the file, for messages."""
+    names the setting or option that pointed at the file, for messages. For CSV/TSV, `end[0]` (if
+    given) is set to the line the record ends on before it is yielded (a quoted field may span lines)."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         # utf-8-sig: a byte-order mark before the first line is not part of the JSON
@@ -80,6 +86,8 @@ def _records(path: Path, what: str = "input.path") -> Iterator[tuple[int, dict[s
                     rec = next(reader, None)
                     if rec is None:
                         return
+                    if end is not None:
+                        end[:] = [reader.line_num]
                     yield start, rec
             except csv.Error as exc:
                 raise InputError(
@@ -135,14 +143,112 @@ def read_records(path: Path, *, what: str) -> Iterator[tuple[int, dict[str, str]
         yield lineno, {str(k): _text(v) for k, v in rec.items()}
 
 
-def read_rows(path: Path, *, id_column: str, text_column: str, gold_column: str | None = None) -> Iterator[Row]:
-    """Stream the rows of `path`. An empty `id_column` numbers rows 1, 2, ... as ids."""
+_SHAPE = re.compile(r"[^\W\d_]+|\d+")
+
+
+def _shape(s: str) -> str:
+    """An id's shape: runs of letters → a, runs of digits → 9, the rest kept ("g12" → "a9", "doc-7" → "a-9")."""
+    return _SHAPE.sub(lambda m: "9" if m.group()[0].isdigit() else "a", s)
+
+
+@dataclass
+class _Swallowed:
+    """Lines inside a quoted corpus field that read as further rows of this file.
+
+    A quoted field may span lines (legal CSV), but an unterminated quote swallows the rows after it
+    into one text. A line inside a multi-line field is suspect when, split as a line of this file, it
+    has at least the header's number of fields and its id field has the shape of the row's own id
+    (letters/digits pattern, no spaces). Suspects whose id turns out to be a row of its own (the text
+    merely quotes such a line) are dropped by a second pass that runs only when there are suspects."""
+
+    path: Path
+    delimiter: str
+    id_column: str
+    header: list[str]
+    found: list[tuple[int, str, list[tuple[int, str]]]]  # (row's line, row's id, [(line, id it reads as)])
+
+    def check(self, start: int, rec: dict[str, Any], item_id: str) -> None:
+        k, width, own = self.header.index(self.id_column), len(self.header), _shape(item_id)
+        line, hits = start, []
+        for value in rec.values():
+            parts = value.split("\n") if isinstance(value, str) else [""]
+            for i, part in enumerate(parts[1:], 1):
+                fields = _split_line(part.rstrip("\r"), self.delimiter)
+                tok = fields[k].strip() if len(fields) >= max(width, 2) else ""
+                plausible = tok and tok != item_id and len(tok) <= 100 and not any(c.isspace() for c in tok)
+                if plausible and _shape(tok) == own:
+                    hits.append((line + i, tok))
+            line += len(parts) - 1
+        if hits:
+            self.found.append((start, item_id, hits))
+
+    def finish(self, *, strict: bool, warn: Callable[[str], None] | None) -> None:
+        if not self.found:
+            return
+        suspects = {tok for _, _, hits in self.found for _, tok in hits}
+        real = {rec.get(self.id_column) for _, rec in _records(self.path) if rec.get(self.id_column) in suspects}
+        rows = [(s, i, [h for h in hits if h[1] not in real]) for s, i, hits in self.found]
+        rows = [r for r in rows if r[2]]
+        if not rows:
+            return
+        n = sum(len(h) for _, _, h in rows)
+        where = "; ".join(
+            f"line {s}: the quoted text of {_visible(i)} runs on over line{'s' if len(h) > 1 else ''} "
+            f"{h[0][0]}{f'–{h[-1][0]}' if len(h) > 1 else ''}, which read{'s' if len(h) == 1 else ''} as "
+            f"row{'s' if len(h) > 1 else ''} {', '.join(_visible(t) for _, t in h[:5])}{' …' if len(h) > 5 else ''}"
+            for s, i, h in rows[:3]
+        ) + (f"; and {len(rows) - 3} more such rows" if len(rows) > 3 else "")
+        lines = f"{n} line{'s' if n > 1 else ''}"
+        head = f"{self.path.name}: {lines} inside quoted fields read as rows of the file ({where})"
+        if strict:
+            raise InputError(
+                f"{head}; an unterminated quote? close it, or pass --no-strict to keep those lines as text"
+            )
+        if warn is not None:
+            warn(f"{head}; kept as text (--no-strict): {n} row{'s' if n > 1 else ''} may be missing")
+
+
+def _split_line(line: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return []
+
+
+def warn_on_stderr(message: str) -> None:
+    """The `warn` that read_rows' callers pass: one line on stderr."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _visible(s: str) -> str:
+    from labeler.safe_text import visible_line
+
+    return visible_line(s)
+
+
+def read_rows(
+    path: Path,
+    *,
+    id_column: str,
+    text_column: str,
+    gold_column: str | None = None,
+    strict: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> Iterator[Row]:
+    """Stream the rows of `path`. An empty `id_column` numbers rows 1, 2, ... as ids.
+
+    A CSV/TSV whose quoted fields hold lines that read as rows of the file (an unterminated quote)
+    raises InputError after the last row with `strict` (the default: the ingest that reads the rows is
+    one transaction, so nothing is kept); without it, `warn` gets one line naming the lines."""
     if not path.exists():
         raise InputError(f"input file {path} not found; set input.path in the config or pass --input")
     if path.stat().st_size == 0:
         raise InputError(f"input file {path} is empty; point input.path at the corpus to label")
     n = 0
-    for n, (lineno, rec) in enumerate(_records(path), 1):
+    end = [0]
+    tabular = path.suffix.lower() in (".csv", ".tsv", ".txt")
+    swallowed: _Swallowed | None = None
+    for n, (lineno, rec) in enumerate(_records(path, end=end), 1):
         if None in rec:  # csv.DictReader puts the fields beyond the header under None: never drop them
             raise InputError(
                 f"{path.name} line {lineno} has more fields than the header; quote fields that hold the delimiter"
@@ -155,6 +261,9 @@ def read_rows(path: Path, *, id_column: str, text_column: str, gold_column: str 
                         f"column {col!r} is not in {path.name} (columns: {', '.join(map(str, cols))}); "
                         f"set input.{key}" + ("" if key != "id_column" else ' (or to "" to number rows)')
                     )
+            if tabular and id_column:
+                delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+                swallowed = _Swallowed(path, delimiter, id_column, [str(c) for c in cols], [])
         text, bad_text = _clean(rec.get(text_column))
         raw_id = rec.get(id_column) if id_column else n
         item_id, bad_id = _clean(raw_id)
@@ -164,7 +273,11 @@ def read_rows(path: Path, *, id_column: str, text_column: str, gold_column: str 
         gold = None
         if gold_column and rec.get(gold_column) not in (None, ""):
             gold = _clean(rec.get(gold_column))[0]
+        if swallowed is not None and end[0] > lineno:  # a record over several lines: did a quote swallow rows?
+            swallowed.check(lineno, rec, item_id)
         item = Item(id=item_id.strip(), text=text, row=n, flags=flags)
         yield Row(item=item, gold=gold, skip=None if text.strip() else "empty or whitespace-only text")
     if n == 0:
         raise InputError(f"input file {path} has no rows; point input.path at the corpus to label")
+    if swallowed is not None:
+        swallowed.finish(strict=strict, warn=warn)

@@ -233,3 +233,19 @@ def test_read_records_errors_are_one_line_naming_file_and_line(
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match=r"--human: file .*nope\.csv not found"):
         list(read_records(tmp_path / "nope.csv", what="--human"))
+
+
+def test_a_swallowing_quote_is_found_in_a_tsv_with_the_id_column_not_first(tmp_path: Path) -> None:
+    # columns lang, id, text: the id field of the swallowed lines is the second one, shaped like doc-6's
+    path = tmp_path / "c.tsv"
+    path.write_text('lang\tid\ttext\nen\tdoc-6\t"opened here\nen\tdoc-7\tswallowed\nen\tdoc-8\tand this\n', "utf-8")
+    with pytest.raises(InputError, match=r"c\.tsv: 2 lines .*\(line 2: the quoted text of doc-6 .* rows doc-7, doc-8"):
+        list(read_rows(path, id_column="id", text_column="text"))
+
+
+def test_rows_numbered_by_position_are_not_checked_for_swallowed_rows(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text('text\n"one\n2,two\n', encoding="utf-8")
+    said: list[str] = []
+    rows = list(read_rows(path, id_column="", text_column="text", warn=said.append))
+    assert [r.item.text for r in rows] == ["one\n2,two\n"] and said == []

@@ -148,6 +148,8 @@ except LabelerError as exc:
 def review(python: Path, url: str, *args: str) -> str:
     got = in_venv(python, CLI, *args, env={"ARGILLA_API_URL": url, "ARGILLA_API_KEY": OWNER_KEY})
     assert got.returncode == 0, got.stdout + got.stderr[-3000:]
+    noise = [n for n in ("Sending records", "Warning", "WARNING", "argilla.sdk") if n in got.stderr]
+    assert not noise, f"the SDK's own output reached the terminal: {got.stderr[-2000:]}"  # issue 23
     return got.stdout
 
 

@@ -9,6 +9,7 @@ Studio, about 4 minutes; later runs reuse ~/.cache/labeler/ls-venv)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -236,9 +237,29 @@ def test_push_annotate_pull_export_against_real_label_studio(
     r = alice.patch(f"/api/annotations/{alice_ann[changed]}/", json={"result": result(truth[changed], "other")})
     assert r.status_code == 200, r.text
     expected_reasons[changed] = {"other"}
+    # issue 23 (8): the same server by another spelling (localhost for 127.0.0.1, a trailing slash) is the
+    # same project, gold items and all
+    monkeypatch.setenv("LABEL_STUDIO_URL", server.url.replace("127.0.0.1", "localhost") + "/")
     code, out = labeler("review", "pull", str(run_dir), "--tool", "labelstudio")
     assert code == 0, out
     assert f"0 added, 1 changed, {n_reviews - 2} unchanged, 1 removed" in out, out
+    assert f"gold accuracy {(g - 1) / g:.1%} of {g}" in out, out
+
+    # issue 23 (5): the real JSON export names its project; another project's export is refused naming both
+    export = alice.get(f"/api/projects/{project['id']}/export", params={"exportType": "JSON"}).json()
+    assert {t.get("project") for t in export} == {project["id"]}, export[0].keys()
+    other = project["id"] + 3
+    for t in export:
+        t["project"] = other
+        for ann in t.get("annotations") or []:
+            ann["project"] = other
+    (tmp_path / "other.json").write_text(json.dumps(export), encoding="utf-8")
+    code, out = labeler("review", "import", str(run_dir), str(tmp_path / "other.json"))
+    base = server.url.rstrip("/")
+    assert code == 2 and (
+        f"this run is reviewed through labelstudio project {project['id']} at {base}; the file is project {other} "
+        "— pass --other-project to import it anyway"
+    ) in out, out
 
     # --- the final dataset: every label, reason and reviewer
     rows = export_rows(run_dir, tmp_path / "final.csv")
@@ -258,6 +279,8 @@ def test_push_annotate_pull_export_against_real_label_studio(
         assert row["label"] == truth[item], (item, row)
         assert row["source"] == ("adjudicated" if item == adjudicated else "human"), (item, row["source"])
         assert set(row["correction_reasons"]) == expected_reasons[item], (item, row["correction_reasons"])
+        if queue[item].llm_label != truth[item] and item not in (adjudicated, changed):
+            assert json.loads(row["notes"]).get(a_id) == "checked", (item, row["notes"])  # issue 23 (9)
         checked += 1
     for item in gold_pushed:  # answers on gold items measure reviewers; they are not reviews
         assert rows[item]["human_labels"] == {"gold": gold_of[item]}

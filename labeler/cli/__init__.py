@@ -39,7 +39,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     task = load_config(args.config)
     run_dir, summary = asyncio.run(
-        start_run(task, input_path=args.input, run_dir=args.run_dir, limit=args.limit, show_progress=not args.quiet)
+        start_run(
+            task,
+            input_path=args.input,
+            run_dir=args.run_dir,
+            limit=args.limit,
+            show_progress=not args.quiet,
+            strict=args.strict,
+        )
     )
     _print_summary(run_dir, summary)
     if args.export:
@@ -113,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, help="label at most N items (the rest stay pending for resume)")
     sp.add_argument("--export", type=Path, help="also export the labels to this file (.csv/.jsonl/.parquet)")
     sp.add_argument("--quiet", action="store_true", help="no progress output")
+    sp.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="refuse a CSV whose quoted field swallows what reads as further rows (an unterminated quote); "
+        "--no-strict warns and keeps them as text",
+    )
 
     sp = add("resume", cmd_resume, "finish a run that was interrupted (never pays twice for an answer)")
     sp.add_argument("run_dir", type=Path)

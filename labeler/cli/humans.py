@@ -82,6 +82,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         include_drafts=args.include_drafts,
         label_control=args.label_control,
         reviewer_map=args.reviewer_map,
+        other_project=args.other_project,
     )
     print(
         f"imported {s.reviews} reviews ({s.fmt}) of {s.items} items by {len(s.reviewers)} reviewer(s): "
@@ -207,6 +208,11 @@ def register(sub: Any) -> None:
     sp.add_argument("--include-drafts", action="store_true", help="also count draft answers (Argilla)")
     sp.add_argument("--label-control", default="label", help="the name of the label choice control (default: label)")
     sp.add_argument("--reviewer-map", type=Path, help="CSV with columns id,name joining reviewer ids and e-mails")
+    sp.add_argument(
+        "--other-project",
+        action="store_true",
+        help="import an export of another project than the run's (its reviews never replace the run's project's)",
+    )
     sp.set_defaults(fn=cmd_import)
 
     sp = rsub.add_parser("merge", help="write the final dataset: human labels where reviewed, else the LLM's")

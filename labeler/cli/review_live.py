@@ -24,6 +24,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         blind_audit=args.blind_audit,
         no_suggestion=args.no_suggestion or None,
         gold_share=args.gold_share,
+        sdk_output=getattr(args, "debug", False),
     )
     what = "created" if s.created else "updated"
     print(
@@ -48,6 +49,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         project=args.project,
         min_accuracy=args.min_accuracy,
         adjudicators=args.adjudicator or (),
+        sdk_output=getattr(args, "debug", False),
     )
     p = s.plan
     who = ", ".join(f"{r} ({n})" if n != r else r for r, n in sorted(s.reviewers.items()))
@@ -57,6 +59,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
         f"{p.duplicates} earlier answers of a reviewer to the same item dropped for the latest; "
         f"{p.gold_answered} on gold items; {len(p.adjudicated)} adjudicated"
     )
+    if p.other_origin:
+        print(
+            f"warning: {p.other_origin} answers left out: the same reviewer's review of the item from another "
+            "project (an import with --other-project) is kept"
+        )
     print(f"reviewers: {who or 'none yet'}")
     if s.quality:
         print("reviewer quality (gold items and overlaps):")

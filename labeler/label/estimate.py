@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labeler.config import TaskConfig
-from labeler.inputs import read_rows
+from labeler.inputs import read_rows, warn_on_stderr
 from labeler.label import tokens
 from labeler.label.multi import MultiBuilder
 from labeler.label.prompts import RequestBuilder
@@ -80,7 +80,9 @@ def estimate(task: TaskConfig, input_path: Path | None = None, *, max_rendered: 
             groups[i].clear()
 
     items = skipped = truncated = rendered = 0
-    for row in read_rows(path, id_column=task.id_column, text_column=task.text_column):
+    for row in read_rows(
+        path, id_column=task.id_column, text_column=task.text_column, strict=False, warn=warn_on_stderr
+    ):
         items += 1
         if row.skip:
             skipped += 1

@@ -21,7 +21,7 @@ from labeler import __version__
 from labeler.confidence.run import combine_run
 from labeler.config import LOCAL, Endpoint, TaskConfig
 from labeler.errors import ConfigError, RunStoreError
-from labeler.inputs import read_rows
+from labeler.inputs import read_rows, warn_on_stderr
 from labeler.label.backends import Backend, OpenAIBackend
 from labeler.label.multi import MultiBuilder
 from labeler.label.profiles import profile_for
@@ -232,6 +232,7 @@ async def start_run(
     run_dir: Path | None = None,
     limit: int | None = None,
     show_progress: bool = True,
+    strict: bool = True,
 ) -> tuple[Path, RunSummary]:
     if task.kind.type != "single":  # issue 19: the type is read, parsed and evaluated; the runner asks single only
         raise ConfigError(
@@ -243,9 +244,17 @@ async def start_run(
         raise RunStoreError("no input: set input.path in the config or pass --input FILE")
     run_id = new_run_id(task)
     run_dir = run_dir or Path("runs") / run_id
-    rows = read_rows(input_path, id_column=task.id_column, text_column=task.text_column, gold_column=task.gold_column)
+    rows = read_rows(
+        input_path,
+        id_column=task.id_column,
+        text_column=task.text_column,
+        gold_column=task.gold_column,
+        strict=strict,
+        warn=warn_on_stderr,
+    )
     first = next(rows)  # reads and checks the header before anything is written
     manifest = build_manifest(task, input_path, run_dir.name)
+    manifest["input"]["strict"] = strict  # a resume that has to ingest again reads the file the same way
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):  # one labeling process per run directory
@@ -306,7 +315,12 @@ async def resume_run(
                 input_path = _unchanged_input(store)
                 store.ingest(
                     read_rows(
-                        input_path, id_column=task.id_column, text_column=task.text_column, gold_column=task.gold_column
+                        input_path,
+                        id_column=task.id_column,
+                        text_column=task.text_column,
+                        gold_column=task.gold_column,
+                        strict=bool(store.manifest["input"].get("strict", True)),
+                        warn=warn_on_stderr,
                     ),
                     members=[m.name for m in task.members],
                 )

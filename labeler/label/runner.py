@@ -18,7 +18,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from labeler.confidence.distributions import pick_confidence, verbalized_dist, vote_dist
@@ -32,6 +32,7 @@ from labeler.label.profiles import profile_for
 from labeler.label.progress import Progress
 from labeler.label.prompts import RequestBuilder, answer_format
 from labeler.label.retry import call_with_retry
+from labeler.label.slots import gauge, warn_on_stderr, worker_count
 from labeler.store import Cache, RunStore
 from labeler.types import Answer, Completion, Item, ItemResult, Message, Request
 
@@ -352,15 +353,17 @@ async def label_pending(
     breaker: int = 25,
     stop: asyncio.Event | None = None,
     single: bool = False,
+    warn: Callable[[str], None] | None = warn_on_stderr,
 ) -> None:
     """Label every pending (item, member) pair. Raises BackendError if a member's server keeps failing
     (`breaker` items in a row) or rejects us outright; what was stored so far stays stored. Once `stop`
     is set, workers finish the items they hold (their answers are paid for: keep them) and take no more.
-    `single`: one item a request even if the member asks K (the items a Batch API run left over)."""
+    `single`: one item a request even if the member asks K (the items a Batch API run left over).
+    `warn` gets one line for a concurrency above the sane maximum (labeler.label.slots)."""
     workers: list[MemberWorker] = []
     ticker = None  # redraws the progress line while no item finishes (a rate limit being waited out)
     if progress is not None:
-        progress.gauge = lambda: _gauge(workers)
+        progress.gauge = lambda: gauge(workers)
         ticker = asyncio.get_running_loop().create_task(progress.tick_forever())
 
     async def run_member(member: Member) -> None:
@@ -403,8 +406,11 @@ async def label_pending(
             else:
                 worker.consecutive_failures = 0
 
+        pending = store.count_pending(member.name, retry_failed=retry_failed)
+        pending = pending if limit is None else min(pending, limit)
+        n = worker_count(worker.limiter.max_slots, pending, k=k, name=member.name, warn=warn)
         async with asyncio.TaskGroup() as tg:
-            for _ in range(worker.limiter.max_slots):
+            for _ in range(n):  # at most one worker per pending request: a huge concurrency costs nothing
                 tg.create_task(loop())
 
     try:
@@ -421,16 +427,6 @@ async def label_pending(
             ticker.cancel()
         store.flush()
         cache.flush()
-
-
-def _gauge(workers: Sequence[MemberWorker]) -> str | None:
-    """What the progress line shows of adaptive or pooled concurrency (the limit now, summed over members)
-    and of a rate limit being waited out (since the oldest request still waiting on one)."""
-    values = [g for w in workers if (g := w.limiter.gauge()) is not None]
-    waits = [min(w.limited.values()) for w in workers if w.limited]
-    shown = [f"waiting on a rate limit for {time.monotonic() - min(waits):.0f}s"] if waits else []
-    shown += [f"concurrency {sum(values)}"] if values else []
-    return "  ".join(shown) or None
 
 
 def _rejected_everything(task: TaskConfig, member: Member, n: int, last: FatalError, store: RunStore) -> FatalError:

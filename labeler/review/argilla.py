@@ -27,7 +27,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from labeler.errors import ReviewError
-from labeler.review.common import LABEL, NOTE, REASON, Answer, Parsed, score, text_or_none
+from labeler.review.common import LABEL, NOTE, REASON, Answer, Parsed, note_or_none, score, text_or_none
 from labeler.store.rows import QueueEntry
 
 AGENT_PATTERN = r"^[a-zA-Z0-9-_:\.\/\s]*[a-zA-Z0-9][a-zA-Z0-9-_:\.\/\s]*$"  # argilla-server 2.8 AGENT_REGEX
@@ -223,7 +223,7 @@ def parse_argilla(
                         user or None,
                         str(got[label_control]),
                         text_or_none(got.get(REASON)),
-                        text_or_none(got.get(NOTE)),
+                        note_or_none(got.get(NOTE)),
                         order=orders[user],
                     )
                 )

@@ -41,6 +41,7 @@ class Parsed:
                export, which lists every reviewer of the project
     aliases    other names of a reviewer seen in the file (e-mail -> Label Studio user id)
     empty_why  why there is no answer, when there is none (names the fix)
+    project    the tool's project the file came from, where the file says (Label Studio's JSON export)
     """
 
     tool: str
@@ -51,6 +52,7 @@ class Parsed:
     aliases: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     empty_why: str = ""
+    project: str | None = None
 
 
 def score(value: float | None) -> float | None:
@@ -64,3 +66,11 @@ def text_or_none(value: object) -> str | None:
         return None
     s = str(value).strip()
     return s or None
+
+
+def note_or_none(value: object) -> str | None:
+    """A reviewer's note as written (leading spaces, tabs and line breaks kept); None when empty or blank."""
+    if value is None:
+        return None
+    s = str(value)
+    return s if s.strip() else None

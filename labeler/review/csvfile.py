@@ -20,7 +20,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from labeler.errors import ReviewError
-from labeler.review.common import NOTE, REASON, Answer, Parsed, text_or_none
+from labeler.review.common import NOTE, REASON, Answer, Parsed, note_or_none, text_or_none
 from labeler.safe_text import csv_cell, csv_uncell, visible
 from labeler.store.rows import QueueEntry
 
@@ -79,7 +79,8 @@ def parse_csv(path: Path) -> Parsed:
         label = cell("human_label")
         if label is not None:
             where = f"row {i} (id {item_id})"
-            answers.append(Answer(where, item_id, reviewer, label, cell(REASON), cell(NOTE), order=("", float(i))))
+            note = note_or_none(csv_uncell(row.get(NOTE) or ""))  # as written: no strip
+            answers.append(Answer(where, item_id, reviewer, label, cell(REASON), note, order=("", float(i))))
     why = ""
     if not answers:
         why = "it has no rows"

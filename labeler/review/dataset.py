@@ -7,7 +7,8 @@ Columns, first: id, label (the human verdict where there is one, else the LLM's)
 "gold" or "adjudicated"), tie (the votes split evenly at the top: worth adjudicating), llm_label,
 human_label (the verdict, None without one), human_labels (JSON reviewer -> label: every vote kept, gold
 as "gold", an adjudication as "adjudicated"), n_reviews (reviewers' votes; gold and adjudications not
-counted), correction_reasons (JSON list), routing_reasons (JSON list, [] when not routed), audit,
+counted), correction_reasons (JSON list), reviewer_reasons and notes (JSON reviewer -> the correction reason,
+and the note exactly as the reviewer wrote it), routing_reasons (JSON list, [] when not routed), audit,
 inclusion_prob; then the export's columns of the item (labeler.export.item_rows: confidence, status,
 provenance, ...). `labeler.review.merge` puts the two together (final_rows, merge_run).
 """
@@ -21,6 +22,7 @@ from typing import Any
 from labeler.humans import GOLD, read_humans
 from labeler.record import records
 from labeler.store import RunStore
+from labeler.store.rows import Review
 
 
 def with_human_labels(store: RunStore, export_rows: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -29,6 +31,7 @@ def with_human_labels(store: RunStore, export_rows: Iterable[Mapping[str, Any]])
     docstring). Taking the export's rows as an argument keeps this module below labeler.export."""
     humans = read_humans(store, store.task().label_names)
     queue = {e.item_id: e for e in store.queue()}
+    reviews = store.reviews()
     for rec, row in zip(records(store), export_rows, strict=True):
         if row["id"] != rec.id:
             raise AssertionError(f"export row {row['id']!r} is not record {rec.id!r}")
@@ -49,9 +52,16 @@ def with_human_labels(store: RunStore, export_rows: Iterable[Mapping[str, Any]])
             "human_labels": json.dumps(votes, ensure_ascii=False),
             "n_reviews": n_reviews,
             "correction_reasons": json.dumps(sorted(set(humans.correction_reasons.get(rec.id, ())))),
+            "reviewer_reasons": _by_reviewer(reviews.get(rec.id, ()), "correction_reason"),
+            "notes": _by_reviewer(reviews.get(rec.id, ()), "note"),
             "routing_reasons": json.dumps(list(q.reasons)) if q is not None else "[]",
             "audit": q.audit if q is not None else False,
             "inclusion_prob": q.inclusion_prob if q is not None else None,
         }
         out.update({k: v for k, v in row.items() if k not in ("id", "label")})
         yield out
+
+
+def _by_reviewer(reviews: Iterable[Review], what: str) -> str:
+    """JSON reviewer -> the review's `what` (note or correction reason) as stored, for the reviews that have one."""
+    return json.dumps({r.reviewer: v for r in reviews if (v := getattr(r, what)) is not None}, ensure_ascii=False)

@@ -15,6 +15,10 @@
        items; a CSV may be one reviewer's, so its scope is the file's items × the reviewers it names.
        Items the file does not list, and reviews from other sources (the TUI, another tool, adjudication,
        a CSV for the tools and the reverse), are never touched.
+    Every review carries its origin (labeler.review.origin: tool, server, project). A file of another
+    project than the run's (the one it was pushed to, else its earlier imports) is refused unless
+    `other_project`; even then it only syncs its own project's reviews: it never replaces or removes a
+    review from another project. A file that names no project (JSON-MIN, CSV) is taken to be the run's.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from pathlib import Path
 from labeler.errors import ReviewError
 from labeler.review.agreement import Agreement, run_agreement
 from labeler.review.answers import check_answers, read_answers
-from labeler.review.common import LABEL, Answer
+from labeler.review.common import LABEL, Answer, Parsed
+from labeler.review.origin import Origin, claims
 from labeler.store import RunStore
 from labeler.store.rows import Review
 
@@ -43,7 +48,7 @@ class ImportSummary:
     added: int = 0  # (item, reviewer) answers not stored before
     changed: int = 0  # stored before with another label, reason, note or source
     unchanged: int = 0
-    removed: int = 0  # answers of this source on the file's items that the file no longer holds
+    removed: int = 0  # answers of this source and project on the file's items that the file no longer holds
     duplicates: int = 0  # earlier answers of one reviewer to one item, dropped for the latest
     adjudicated: int = 0  # answers that adjudicate (Label Studio's ground truth, or --adjudication)
     warnings: tuple[str, ...] = ()
@@ -56,6 +61,7 @@ class SyncPlan:
     added: int
     changed: int
     unchanged: int
+    other_origin: int = 0  # answers left out: the same reviewer's review of the item from another project is kept
 
 
 def read_reviewer_map(path: Path) -> dict[str, str]:
@@ -107,10 +113,17 @@ def plan_sync(
     source: str,
     items: frozenset[str],
     reviewers: frozenset[str] | None,
+    origin: str | None = None,
 ) -> SyncPlan:
-    """What to write and remove so the stored reviews of `source` on `items` (and, for a CSV, `reviewers`)
-    are the `new` ones; everything else stays."""
+    """What to write and remove so the stored reviews of `source` (from `origin`, where given) on `items`
+    (and, for a CSV, `reviewers`) are the `new` ones; everything else stays. A stored review of `source`
+    from another origin is neither replaced nor removed: the new answer for it is left out and counted."""
     stored = {(r.item_id, r.reviewer): r for revs in existing.values() for r in revs}
+    other = {
+        k for k, r in stored.items() if r.source == source and origin is not None and not claims(r.origin, origin)
+    }
+    kept_other = sum((r.item_id, r.reviewer) in other for r in new)
+    new = [r for r in new if (r.item_id, r.reviewer) not in other]
     keys = {(r.item_id, r.reviewer) for r in new}
     put = [r for r in new if stored.get((r.item_id, r.reviewer)) != r]
     added = sum((r.item_id, r.reviewer) not in stored for r in new)
@@ -118,11 +131,38 @@ def plan_sync(
         k
         for k, r in stored.items()
         if r.source == source
+        and k not in other
         and r.item_id in items
         and (reviewers is None or r.reviewer in reviewers)
         and k not in keys
     )
-    return SyncPlan(tuple(put), remove, added, len(put) - added, len(new) - len(put))
+    return SyncPlan(tuple(put), remove, added, len(put) - added, len(new) - len(put), kept_other)
+
+
+def file_origin(store: RunStore, parsed: Parsed, *, other_project: bool = False) -> Origin:
+    """The origin of a file's reviews: the run's project (where the run was pushed, else its earliest
+    imported project of the tool) when the file is of it or names none; the file's own project with
+    `other_project`; else a ReviewError naming both."""
+    from labeler.review.live_sync import TOOLS, run_origin
+
+    tool = parsed.tool
+    if tool not in TOOLS:
+        return Origin(tool)
+    ours = run_origin(store, tool)
+    if ours is None:
+        earlier = (r.origin for revs in store.reviews().values() for r in revs if r.source == tool and r.origin)
+        ours = next((o for o in map(Origin.parse, earlier) if o.project is not None), None)
+    if parsed.project is None or (ours is not None and ours.project == parsed.project):
+        return ours or Origin(tool)
+    if ours is None:
+        return Origin(tool, None, parsed.project)
+    if not other_project:
+        what = "dataset" if tool == "argilla" else "project"
+        raise ReviewError(
+            f"this run is reviewed through {ours.describe()}; the file is {what} {parsed.project} — "
+            "pass --other-project to import it anyway"
+        )
+    return Origin(tool, None, parsed.project)
 
 
 def import_reviews(
@@ -135,8 +175,10 @@ def import_reviews(
     include_drafts: bool = False,
     label_control: str = LABEL,
     reviewer_map: Path | None = None,
+    other_project: bool = False,
 ) -> ImportSummary:
-    """Read a review tool's export, validate every answer, then sync them into the run (all or none)."""
+    """Read a review tool's export, validate every answer, then sync them into the run (all or none).
+    `other_project`: import a file of another project than the run's (see the module docstring)."""
     parsed = read_answers(path, fmt, label_control=label_control, include_drafts=include_drafts)
     rename = _renamer(read_reviewer_map(reviewer_map) if reviewer_map else {}, parsed.aliases)
     answers, duplicates = keep_latest(replace(a, reviewer=rename(a.reviewer or reviewer)) for a in parsed.answers)
@@ -156,8 +198,10 @@ def import_reviews(
             source=source,
             adjudication=adjudication,
         )
+        origin = file_origin(store, parsed, other_project=other_project)
+        reviews = [replace(r, origin=origin.key()) for r in reviews]
         stored = store.reviews()
-        plan = plan_sync(stored, reviews, source=source, items=parsed.items, reviewers=scope)
+        plan = plan_sync(stored, reviews, source=source, items=parsed.items, reviewers=scope, origin=origin.key())
         store.sync_reviews(plan.put, plan.remove)
         llm = {e.item_id: e.llm_label for e in store.queue()}
         warnings = list(parsed.warnings)
@@ -170,6 +214,11 @@ def import_reviews(
             )
         if duplicates:
             warnings.append(f"{duplicates} earlier answers of a reviewer to the same item dropped (the latest kept)")
+        if plan.other_origin:
+            warnings.append(
+                f"{plan.other_origin} answers of {origin.describe()} left out: the same reviewer answered the same "
+                "item in another project, and that review is kept"
+            )
         return ImportSummary(
             reviews=len(reviews),
             items=len({r.item_id for r in reviews}),

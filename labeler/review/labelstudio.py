@@ -28,7 +28,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from labeler.errors import ReviewError
-from labeler.review.common import LABEL, NOTE, REASON, Answer, Parsed, score, text_or_none
+from labeler.review.common import LABEL, NOTE, REASON, Answer, Parsed, note_or_none, score, text_or_none
 from labeler.store.rows import QueueEntry
 
 # keys of a JSON-MIN record / CSV row that are not controls (Label Studio's own, and the task data we write)
@@ -200,7 +200,7 @@ def parse_labelstudio(tasks: Any, *, label_control: str = LABEL) -> Parsed:
                     reviewer,
                     str(got[label_control]),
                     text_or_none(reason),
-                    text_or_none(got.get(NOTE)),
+                    note_or_none(got.get(NOTE)),
                     order=_order(ann, "id"),
                     adjudication=ground_truth(ann),
                 )
@@ -218,7 +218,18 @@ def parse_labelstudio(tasks: Any, *, label_control: str = LABEL) -> Parsed:
             why = _wrong_control(len(tasks), other, label_control, "choice")
         else:
             why = f"none of its {n_ann - n_cancelled} annotations chooses in {label_control!r}"
-    return Parsed("labelstudio", "labelstudio", _resolve(answers, aliases), frozenset(items), None, aliases, (), why)
+    resolved = _resolve(answers, aliases)
+    return Parsed("labelstudio", "labelstudio", resolved, frozenset(items), None, aliases, (), why, _project(tasks))
+
+
+def _project(tasks: Sequence[Any]) -> str | None:
+    """The project id the JSON export names on its tasks and annotations (None if none or several)."""
+    ids = {str(t["project"]) for t in tasks if isinstance(t, Mapping) and t.get("project") is not None}
+    for t in tasks:
+        for ann in (t.get("annotations") or []) if isinstance(t, Mapping) else []:
+            if isinstance(ann, Mapping) and ann.get("project") is not None:
+                ids.add(str(ann["project"]))
+    return next(iter(ids)) if len(ids) == 1 else None
 
 
 def _flat_value(value: Any) -> Any:
@@ -257,7 +268,7 @@ def parse_labelstudio_flat(records: Sequence[Mapping[str, Any]], *, fmt: str, la
         reason = _flat_value(rec.get(REASON))
         reason = reason.get("choices") if isinstance(reason, Mapping) else reason
         reason = reason[0] if isinstance(reason, list) and reason else reason
-        note = text_or_none(rec.get(NOTE))
+        note = note_or_none(rec.get(NOTE))
         answers.append(
             Answer(where, item_id, reviewer, label, text_or_none(reason), note, order=_order(rec, "annotation_id"))
         )

@@ -27,7 +27,7 @@ from typing import Any
 
 from labeler.errors import ReviewError
 from labeler.review.argilla import argilla_records, argilla_settings, response_counts
-from labeler.review.common import LABEL, NOTE, REASON
+from labeler.review.common import LABEL, NOTE, REASON, note_or_none
 from labeler.review.live_common import Pulled
 from labeler.store.rows import QueueEntry
 
@@ -174,7 +174,7 @@ def pulled_from_records(records: Sequence[dict[str, Any]], *, adjudicators: Coll
                     reviewer=user,
                     label=str(values[LABEL]),
                     correction_reason=values.get(REASON) or None,
-                    note=values.get(NOTE) or None,
+                    note=note_or_none(values.get(NOTE)),
                     updated=str(resp.get("updated_at") or ""),
                     adjudication=user in adjudicators,
                 )

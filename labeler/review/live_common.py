@@ -20,13 +20,18 @@ majority of the other reviewers) is measured; a reviewer is flagged when either 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import logging
 import os
+import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from labeler.errors import ReviewError
+from labeler.review.origin import claims
 from labeler.store.rows import QueueEntry, Review
 
 ENV = {
@@ -46,6 +51,26 @@ def credentials(tool: str, url: str | None = None, env: Mapping[str, str] | None
     if not key:
         raise ReviewError(f"no {tool} credentials: set {key_var} to {what}")
     return url, key
+
+
+@contextlib.contextmanager
+def quiet_sdk(*loggers: str, show: bool = False) -> Iterator[None]:
+    """Keep a review SDK's own output out of labeler's: its warnings (UserWarning ...), what it writes to
+    stderr (tqdm progress bars) and its log records below CRITICAL on `loggers`. `show` (--debug) lets it
+    all through. Errors still reach the caller as exceptions, which labeler turns into one line."""
+    if show:
+        yield
+        return
+    saved = [(lg, lg.level) for lg in map(logging.getLogger, loggers)]
+    try:
+        for lg, _ in saved:
+            lg.setLevel(logging.CRITICAL)
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
 
 
 def _hash(salt: str, item_id: str) -> str:
@@ -127,6 +152,7 @@ class PullPlan:
     adjudicated: Mapping[str, str]  # item -> the adjudicated label (the latest adjudication)
     gold_answered: int  # answers on gold items (for the quality gate; not stored as reviews)
     seen: Mapping[str, str]  # "item<TAB>reviewer" -> "key@updated" of the answer kept: what was pulled
+    other_origin: int = 0  # answers left out: the same reviewer's review of the item from another project kept
 
 
 def plan_pull(
@@ -138,10 +164,12 @@ def plan_pull(
     gold_items: Iterable[str] = (),
     labels: Sequence[str],
     reasons: Sequence[str] = (),
+    origin: str | None = None,
 ) -> PullPlan:
     """What to write and remove so the run's reviews from `source` on `items` are the pulled ones (see the
     module docstring). Labels and reasons are matched case-insensitively and stored as the task spells
-    them; an unknown one is an error naming the answer."""
+    them; an unknown one is an error naming the answer. `origin` (labeler.review.origin): stored with each
+    review; reviews of `source` from another origin are neither replaced nor removed."""
     scope, gold = set(items), set(gold_items)
     kept, dropped = keep_latest(p for p in pulled if p.item_id in scope or p.item_id in gold)
     canon = {x.lower(): x for x in labels}
@@ -166,15 +194,20 @@ def plan_pull(
         if item in gold:
             gold_answered += 1
             continue
-        new[(item, reviewer)] = Review(item, reviewer, label, reason, p.note, source, p.adjudication)
+        new[(item, reviewer)] = Review(item, reviewer, label, reason, p.note, source, p.adjudication, origin)
     stored = {(r.item_id, r.reviewer): r for revs in existing.values() for r in revs}
+    ours = {k for k, r in stored.items() if r.source == source and (origin is None or claims(r.origin, origin))}
+    other = {k for k, r in stored.items() if r.source == source and k not in ours}
+    kept_other = sum(k in other for k in new)
+    new = {k: r for k, r in new.items() if k not in other}
     put = tuple(r for k, r in new.items() if stored.get(k) != r)
     added = sum(k not in stored for k in new)
-    remove = tuple(k for k, r in stored.items() if r.source == source and r.item_id in scope and k not in new)
+    remove = tuple(k for k in ours if stored[k].item_id in scope and k not in new)
     seen = {f"{i}\t{r}": f"{p.key}@{p.updated}" for (i, r), p in kept.items()}
     adj = {i: label for i, (_, label) in adjudicated.items()}
+    unchanged = len(new) - len(put)
     return PullPlan(
-        put, remove, added, len(put) - added, len(new) - len(put), dropped, answers, adj, gold_answered, seen
+        put, remove, added, len(put) - added, unchanged, dropped, answers, adj, gold_answered, seen, kept_other
     )
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import httpx2
 
 from labeler.errors import ReviewError
-from labeler.review.common import LABEL, NOTE, REASON
+from labeler.review.common import LABEL, NOTE, REASON, note_or_none
 from labeler.review.labelstudio import ground_truth, labelstudio_config, labelstudio_project, labelstudio_tasks
 from labeler.review.live_common import Pulled
 from labeler.store.rows import QueueEntry
@@ -224,7 +224,7 @@ def pulled_from_export(tasks: Sequence[Mapping[str, Any]]) -> list[Pulled]:
                     reviewer=str(user),
                     label=str(got[LABEL]),
                     correction_reason=got.get(REASON) or None,
-                    note=got.get(NOTE) or None,
+                    note=note_or_none(got.get(NOTE)),
                     updated=str(ann.get("updated_at") or ann.get("created_at") or ""),
                     adjudication=ground_truth(ann),
                 )

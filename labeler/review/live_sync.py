@@ -5,7 +5,7 @@ back in, what was pushed and pulled kept in the run's meta), for either tool.
     pull_run  the tool -> RUN_DIR: answers synced into the reviews (labeler.review.live_common's rule),
               per-reviewer quality measured and flagged
 
-Meta key "<tool>_sync" (JSON): {"last": project key, "projects": {"<url> <project>": {"url", "project",
+Meta key "<tool>_sync" (JSON): {"last": project key, "projects": {"<server> <project>": {"url", "project",
 "title", "pushed": [item ids], "gold": [item ids], "overlap", "blind", "pushed_at", "last_pull",
 "seen": {"item<TAB>reviewer": "answer id@updated"}, "users": {id: name}, "quality": [...]}}}. Server
 addresses and user names are kept; tokens never are.
@@ -31,8 +31,10 @@ from labeler.review.live_common import (
     plan_pull,
     push_order,
     quality_json,
+    quiet_sdk,
     reviewer_quality,
 )
+from labeler.review.origin import Origin, server_key
 from labeler.review.queue_export import shows_suggestion
 from labeler.store import RunStore
 from labeler.store.rows import QueueEntry
@@ -40,11 +42,31 @@ from labeler.store.rows import QueueEntry
 TOOLS = ("labelstudio", "argilla")
 
 
+def _pkey(url: str, project: object) -> str:
+    return f"{server_key(url)} {project}"
+
+
 def _meta(store: RunStore, tool: str) -> dict[str, Any]:
+    """The tool's sync meta, its projects keyed by server and id (runs that keyed them by the URL as
+    spelled are re-keyed; two spellings of one server merge, the later push winning)."""
     raw = store.get_meta(f"{tool}_sync")
     data: dict[str, Any] = json.loads(raw) if raw else {}
-    data.setdefault("projects", {})
+    old: dict[str, Any] = data.get("projects", {})
+    data["projects"] = {}
+    for k, entry in old.items():
+        url, project = k.rsplit(" ", 1) if " " in k else (k, "")
+        data["projects"][_pkey(entry.get("url", url), entry.get("project", project))] = entry
+    last = old.get(data.get("last", ""))
+    if last is not None:
+        data["last"] = _pkey(last.get("url", ""), last.get("project", ""))
     return data
+
+
+def run_origin(store: RunStore, tool: str) -> Origin | None:
+    """The project the run was last pushed to in `tool` (live sync), as an Origin; None if never pushed."""
+    meta = _meta(store, tool)
+    entry = meta["projects"].get(meta.get("last", ""))
+    return None if entry is None else Origin(tool, server_key(entry["url"]), str(entry["project"]))
 
 
 def _gold_entries(store: RunStore, ids: set[str]) -> list[QueueEntry]:
@@ -91,8 +113,10 @@ def push_run(
     gold_share: float = 0.0,
     env: Mapping[str, str] | None = None,
     transport: Any = None,
+    sdk_output: bool = False,
 ) -> PushSummary:
-    """Send the run's queue (and gold items) to a project of `tool`, creating or reusing it by title."""
+    """Send the run's queue (and gold items) to a project of `tool`, creating or reusing it by title.
+    `sdk_output` (--debug): let the Argilla SDK's warnings, progress bars and log lines through."""
     if tool not in TOOLS:
         raise ReviewError(f"unknown review tool {tool!r}; use one of {', '.join(TOOLS)}")
     if overlap < 1:
@@ -144,10 +168,11 @@ def push_run(
         else:
             from labeler.review import live_argilla as ag
 
-            a = ag.push(base, key, ordered, name=title, **common)  # type: ignore[arg-type]
+            with quiet_sdk("argilla", show=sdk_output):
+                a = ag.push(base, key, ordered, name=title, **common)  # type: ignore[arg-type]
             pid, ptitle, created, new, already = a.dataset, a.dataset, a.created, a.new, a.already
         meta = _meta(store, tool)
-        pkey = f"{base} {pid}"
+        pkey = _pkey(base, pid)
         entry = meta["projects"].setdefault(pkey, {"seen": {}, "users": {}, "pushed": [], "gold": []})
         entry.update(url=base, project=pid, title=ptitle, overlap=overlap, blind=blind_audit, pushed_at=time.time())
         entry["pushed"] = sorted(set(entry["pushed"]) | {e.item_id for e in entries})
@@ -189,13 +214,15 @@ class PullSummary:
 
 def _project_entry(meta: dict[str, Any], tool: str, run_dir: Path, project: str | None, url: str) -> dict[str, Any]:
     projects: dict[str, Any] = meta["projects"]
+    server = server_key(url)
     if project is not None:
-        hits = [p for p in projects.values() if project in (p["title"], str(p["project"])) and p["url"] == url]
+        named = [p for p in projects.values() if project in (p["title"], str(p["project"]))]
+        hits = [p for p in named if server_key(p["url"]) == server]
         if hits:
             return dict(hits[0])
         raise ReviewError(f"{run_dir} never pushed to {tool} project {project!r} at {url}; push it first")
     last = meta.get("last")
-    if last not in projects or projects[last]["url"] != url:
+    if last not in projects or server_key(projects[last]["url"]) != server:
         raise ReviewError(
             f"{run_dir} was not pushed to {tool} at {url}: run `labeler review push {run_dir} --tool {tool}`"
         )
@@ -212,6 +239,7 @@ def pull_run(
     adjudicators: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     transport: Any = None,
+    sdk_output: bool = False,
 ) -> PullSummary:
     """Bring the tool's submitted answers into the run's reviews (added, changed, removed) and measure
     every reviewer on gold items and overlaps. `adjudicators` (Argilla user names or ids): their
@@ -235,7 +263,8 @@ def pull_run(
         else:
             from labeler.review import live_argilla as ag
 
-            pulled, users, at = ag.pull(base, key, str(entry["project"]), adjudicators=adjudicators)
+            with quiet_sdk("argilla", show=sdk_output):
+                pulled, users, at = ag.pull(base, key, str(entry["project"]), adjudicators=adjudicators)
         plan = plan_pull(
             store.reviews(),
             pulled,
@@ -244,6 +273,7 @@ def pull_run(
             gold_items=entry["gold"],
             labels=task.label_names,
             reasons=task.review.reasons,
+            origin=Origin(tool, server_key(base), str(entry["project"])).key(),
         )
         _, removed = store.sync_reviews(plan.put, plan.remove)
         gold = {i: g for i, g in store.gold_labels().items() if i in set(entry["gold"])}
@@ -253,7 +283,7 @@ def pull_run(
         )
         entry.update(last_pull=at, seen=dict(plan.seen), users=names, quality=quality_json(quality))
         entry["min_accuracy"] = min_accuracy
-        meta["projects"][f"{base} {entry['project']}"] = entry
+        meta["projects"][_pkey(base, entry["project"])] = entry
         store.set_meta(f"{tool}_sync", json.dumps(meta))
     finally:
         store.close()

@@ -34,6 +34,23 @@ def _queue_rows(entries: Iterable[QueueEntry], now: float) -> list[tuple[object,
     ]
 
 
+# 6: where each review came from (tool, server, project: labeler.review.origin), so one project's import
+# never rewrites another's; NULL for reviews stored before
+ORIGIN_MIGRATION = "ALTER TABLE reviews ADD COLUMN origin TEXT"
+
+_PUT_REVIEW = (
+    "INSERT OR REPLACE INTO reviews (item_id, reviewer, label, correction_reason, note, source, imported_at,"
+    " adjudication, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _review_rows(reviews: Iterable[Review], now: float) -> list[tuple[object, ...]]:
+    return [
+        (r.item_id, r.reviewer, r.label, r.correction_reason, r.note, r.source, now, int(r.adjudication), r.origin)
+        for r in reviews
+    ]
+
+
 class ReviewTables(Tables):
     def write_queue(self, entries: Sequence[QueueEntry], strata: Sequence[Stratum], *, seed: int) -> None:
         """Replace the queue and the audit strata, in one transaction (reviews are kept)."""
@@ -84,17 +101,9 @@ class ReviewTables(Tables):
     # --- reviews -----------------------------------------------------------------------------
     def put_reviews(self, reviews: Iterable[Review]) -> int:
         """Insert or replace reviews (one per item and reviewer), in one transaction. Returns how many."""
-        now = time.time()
-        rows = [
-            (r.item_id, r.reviewer, r.label, r.correction_reason, r.note, r.source, now, int(r.adjudication))
-            for r in reviews
-        ]
+        rows = _review_rows(reviews, time.time())
         with self.transaction():
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO reviews (item_id, reviewer, label, correction_reason, note, source,"
-                " imported_at, adjudication) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            self.conn.executemany(_PUT_REVIEW, rows)
         return len(rows)
 
     def delete_reviews(self, keys: Iterable[tuple[str, str]]) -> int:
@@ -117,6 +126,7 @@ class ReviewTables(Tables):
                     r["note"],
                     r["source"] or "",
                     bool(r["adjudication"]),
+                    r["origin"],
                 )
             )
         return out
@@ -128,19 +138,11 @@ class ReviewTables(Tables):
     def sync_reviews(self, put: Iterable[Review], remove: Iterable[tuple[str, str]]) -> tuple[int, int]:
         """Insert or replace the `put` reviews and delete those of the `remove` (item id, reviewer) pairs, in
         one transaction: an import is stored whole or not at all. Returns (written, removed)."""
-        now = time.time()
-        rows = [
-            (r.item_id, r.reviewer, r.label, r.correction_reason, r.note, r.source, now, int(r.adjudication))
-            for r in put
-        ]
+        rows = _review_rows(put, time.time())
         keys = list(remove)
         with self.transaction():
             self.conn.executemany("DELETE FROM reviews WHERE item_id = ? AND reviewer = ?", keys)
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO reviews (item_id, reviewer, label, correction_reason, note, source,"
-                " imported_at, adjudication) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            self.conn.executemany(_PUT_REVIEW, rows)
         return len(rows), len(keys)
 
     def clear_reviews_and_queue(self) -> None:

@@ -109,3 +109,4 @@ class Review:
     note: str | None = None
     source: str = ""
     adjudication: bool = False
+    origin: str | None = None  # labeler.review.origin.Origin.key(): tool, server, project; None before migration 6

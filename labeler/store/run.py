@@ -42,7 +42,7 @@ from labeler.store.batch_tables import BatchTables
 from labeler.store.confidence_tables import ConfidenceTables
 from labeler.store.db import connect, migrate
 from labeler.store.decode import item_rows as decode_item_rows
-from labeler.store.review_tables import ReviewTables
+from labeler.store.review_tables import ORIGIN_MIGRATION, ReviewTables
 from labeler.store.rows import (
     ItemRows,
     Review,
@@ -104,6 +104,7 @@ MIGRATIONS: list[str] = [
     """,
     # 5: the Batch API's parts and requests (labeler.store.batch_tables)
     BATCH_MIGRATION,
+    ORIGIN_MIGRATION,  # 6: reviews.origin (labeler.store.review_tables)
 ]
 
 
