@@ -156,7 +156,7 @@ def test_an_injected_script_in_a_text_is_escaped_text(opened: tuple[Desk, Auth, 
     assert scripts == ['<script src="/static/review.js" defer>']  # the page's one script, bundled
     r = alice.client.get("/")
     assert "script-src 'self'" in r.headers["content-security-policy"]  # no inline script could run anyway
-    assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "same-origin"
 
 
 def test_a_note_with_markup_is_stored_as_given_and_never_rendered_raw(opened: tuple[Desk, Auth, object]) -> None:

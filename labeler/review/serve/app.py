@@ -46,7 +46,7 @@ REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; fram
 MAX_BODY = 64 * 1024
 HEADERS = {
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make Chromium send "Origin: null" on our own POSTs
     "x-frame-options": "DENY",
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
@@ -245,6 +245,7 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
         Route("/report", posted(build_report), methods=["POST"]),
         Route("/report/view", signed_in(report_view)),
         *(Route(f"/static/{name}", asset(name)) for name in static()),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
     ]
     middleware = [Middleware(SecurityHeaders), Middleware(TrustedHostMiddleware, allowed_hosts=hosts)]
     return Starlette(routes=routes, middleware=middleware)
