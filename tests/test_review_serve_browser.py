@@ -149,7 +149,7 @@ def test_two_reviewers_clear_the_queue_by_keyboard(browser: Any, tmp_path: Path)
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(server.links[who])
             pages[who] = page
-        alice, bob = pages["alice"], pages["bob"]
+        alice = pages["alice"]
         assert current_item(alice) == "i00"  # rank 1, the injected script
         assert alice.inner_text("#text") == SCRIPT  # it stays text
         assert alice.evaluate("document.querySelectorAll('script').length") == 1
