@@ -21,6 +21,7 @@ from labeler.review.router import route_run
 from labeler.review.serve.access import Desk, Settings
 from labeler.review.serve.app import build_app
 from labeler.review.serve.auth import Auth, same_origin
+from labeler.review.serve.pages import asset_version
 from labeler.review.serve.server import parse_reviewers, serve
 from labeler.store import RunStore
 from labeler.store.rows import Review
@@ -153,7 +154,7 @@ def test_an_injected_script_in_a_text_is_escaped_text(opened: tuple[Desk, Auth, 
     assert '<script>alert("x")</script>' not in alice.page and "<img src=x" not in alice.page
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#34;quoted&#34; &lt;img src=x" in alice.page
     scripts = re.findall(r"<script[^>]*>", alice.page)
-    assert scripts == ['<script src="/static/review.js" defer>']  # the page's one script, bundled
+    assert scripts == [f'<script src="/static/review.js?v={asset_version()}" defer>']  # the one script, bundled
     r = alice.client.get("/")
     assert "script-src 'self'" in r.headers["content-security-policy"]  # no inline script could run anyway
     assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "same-origin"

@@ -149,9 +149,19 @@ class ServeTables(Tables):
         ).fetchone()
         return None if row is None else self.serve_item(row[0])
 
-    def serve_progress(self, reviewer: str, *, overlap: int, by_reason: bool) -> Progress:
-        """Counts for the progress bar: aggregates over the answers given, not over the queue."""
+    def serve_totals(self) -> tuple[int, dict[str, int]]:
+        """Items served, and queued items per routing reason: read once at start (they do not change)."""
         total = int(self.conn.execute("SELECT COUNT(*) FROM serve_items").fetchone()[0])
+        rows = self.conn.execute(
+            "SELECT j.value AS reason, COUNT(*) FROM queue q, json_each(q.reasons) j GROUP BY j.value"
+        ).fetchall()
+        return total, {str(r): int(n) for r, n in rows}
+
+    def serve_progress(
+        self, reviewer: str, *, overlap: int, total: int, reason_totals: Mapping[str, int] | None
+    ) -> Progress:
+        """Counts for the progress bar: aggregates over the answers given, never over the queue (`total`
+        and `reason_totals` come from serve_totals)."""
         answered = (
             "SELECT item_id, COUNT(*) AS n FROM (SELECT item_id FROM reviews WHERE label IS NOT NULL"
             " UNION ALL SELECT item_id FROM serve_log WHERE undone = 0 AND action = 'gold') GROUP BY item_id"
@@ -171,10 +181,7 @@ class ServeTables(Tables):
             ).fetchone()[0]
         )
         reasons: dict[str, tuple[int, int]] = {}
-        if by_reason:
-            totals = self.conn.execute(
-                "SELECT j.value AS reason, COUNT(*) FROM queue q, json_each(q.reasons) j GROUP BY j.value"
-            ).fetchall()
+        if reason_totals is not None:
             done = dict(
                 self.conn.execute(
                     f"SELECT j.value, COUNT(*) FROM ({answered}) a JOIN queue q ON q.item_id = a.item_id,"
@@ -182,7 +189,7 @@ class ServeTables(Tables):
                     (overlap,),
                 ).fetchall()
             )
-            reasons = {str(r): (int(done.get(r, 0)), int(n)) for r, n in totals}
+            reasons = {r: (int(done.get(r, 0)), n) for r, n in reason_totals.items()}
         return Progress(total, cleared, mine, reasons)
 
     # --- actions: one transaction each, exactly once per nonce -------------------------------------

@@ -92,6 +92,7 @@ class Desk:
                 raise ReviewError(f"the queue of {run_dir} is empty; run `labeler route {run_dir}` first")
             want = gold_count(queued, settings.gold_share)
             self.queued, self.gold = self.tables.prepare_serve(salt=salt, blind=settings.blind_audit, gold_n=want)
+            self.total, self.reason_totals = self.tables.serve_totals()
             self.gold_wanted = want
         except BaseException:
             self.store.close()
@@ -132,7 +133,10 @@ class Desk:
 
     def progress(self, reviewer: str) -> Progress:
         return self.tables.serve_progress(
-            reviewer, overlap=self.settings.overlap, by_reason=not self.settings.blind_audit
+            reviewer,
+            overlap=self.settings.overlap,
+            total=self.total,
+            reason_totals=None if self.settings.blind_audit else self.reason_totals,
         )
 
     # --- writing -----------------------------------------------------------------------------------

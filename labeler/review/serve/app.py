@@ -230,7 +230,7 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
         body, media = static()[name]
 
         async def route(request: Request) -> Response:
-            return Response(body, media_type=media, headers={"cache-control": "no-cache"})
+            return Response(body, media_type=media, headers={"cache-control": "max-age=86400, immutable"})
 
         return route
 

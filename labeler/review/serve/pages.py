@@ -8,6 +8,7 @@ them by a key of that table, never by a path.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -29,7 +30,13 @@ def _env() -> jinja2.Environment:
 
 
 def render(name: str, **context: Any) -> str:
-    return _env().get_template(name).render(**context)
+    return _env().get_template(name).render(asset_version=asset_version(), **context)
+
+
+@cache
+def asset_version() -> str:
+    """A hash of the bundled files, in their links (`?v=`), so a browser may cache them for good."""
+    return hashlib.sha256(b"".join(body for body, _ in static().values())).hexdigest()[:12]
 
 
 @cache
