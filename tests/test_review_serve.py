@@ -6,10 +6,12 @@ item k is LABELS[k % 3], and items with k % 3 == 2 carry it in the gold column."
 from __future__ import annotations
 
 import html
+import json
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from fakes import write_task
@@ -33,6 +35,7 @@ from starlette.testclient import TestClient
 LABELS = ("business", "sport", "tech")
 SCRIPT = '<script>alert("x")</script> & "quoted" <img src=x onerror=alert(1)>'
 BASE = "http://127.0.0.1:8765"
+CT = "application/x-www-form-urlencoded"
 ORIGIN = {"origin": BASE}
 
 
@@ -61,9 +64,13 @@ def make_serve_run(root: Path, *, n: int = 60, kind: str = "single", long_text: 
         text = SCRIPT if k == 0 else f"text {k} about {truth_of(k)}" + (" and more" * 400 if long_text else "")
         rows.append(Row(Item(f"i{k:02d}", text, k + 1), gold=truth_of(k) if k % 3 == 2 else None))
     store.ingest(rows, members=["default"])
+
+    def enc(label: str) -> str:
+        return json.dumps([label]) if kind == "multi_label" else label
+
     for k in range(n):
-        t = truth_of(k)
-        wrong = LABELS[(k + 1) % 3]
+        t = enc(truth_of(k))
+        wrong = enc(LABELS[(k + 1) % 3])
         res = (
             ItemResult(f"i{k:02d}", "default", "labeled", label=wrong, confidence=0.3)
             if k % 6 == 0
@@ -436,10 +443,42 @@ def test_serve_refuses_the_network_without_named_reviewers_and_other_task_types(
     with pytest.raises(ReviewError, match="twice"):
         parse_reviewers("alice,alice")
     assert parse_reviewers(" alice, bob ") == ["alice", "bob"]
-    multi = make_serve_run(tmp_path / "multi", n=12, kind="multi_label")
-    with pytest.raises(ReviewError, match="single-label") as err:
-        Desk(multi, Settings())
+    spans = make_serve_run(tmp_path / "spans", n=12, kind="spans")
+    with pytest.raises(ReviewError, match="single-label and multi-label") as err:
+        Desk(spans, Settings())
     assert "\n" not in str(err.value)
+
+
+def test_multi_label_ticks_the_suggestion_and_stores_the_encoded_set(tmp_path: Path) -> None:
+    run = make_serve_run(tmp_path, n=30, kind="multi_label")
+    desk = Desk(run, Settings())
+    auth = Auth.for_reviewers(["alice"])
+    app = build_app(desk, auth, hosts=["127.0.0.1"], reviewers=["alice"])
+    try:
+        queue = queue_of(run)
+        alice = Page(app, auth, "alice")
+        first = str(item_id(alice.page))
+        llm = json.loads(queue[first].llm_label)  # type: ignore[attr-defined]
+        assert 'type="checkbox" name="labels"' in alice.page and 'id="accept"' not in alice.page
+        ticked = re.findall(r'value="(\w+)" data-key="\d" checked', alice.page)
+        assert ticked == ([] if queue[first].audit else llm)  # type: ignore[attr-defined]
+        r = alice.answer("", labels="nope")
+        assert r.status_code == 400 and "not in the label set" in r.text  # type: ignore[attr-defined]
+        alice.reload()
+        data = {k: field(alice.page, "answer", k) for k in ("csrf", "nonce", "item_id")}
+        body = [*data.items(), ("labels", "tech"), ("labels", "business")]
+        r2 = alice.client.post("/answer", content=urlencode(body), headers={**ORIGIN, "content-type": CT})
+        assert r2.status_code == 200
+        assert (
+            reviews_of(run)[(first, "alice")].label == desk.kind.encode(("business", "tech")) == '["business", "tech"]'
+        )
+        twice = [*data.items(), ("labels", "tech"), ("labels", "tech")]
+        alice.reload()
+        twice = [(k, field(alice.page, "answer", k) if k in data else v) for k, v in twice]
+        r3 = alice.client.post("/answer", content=urlencode(twice), headers={**ORIGIN, "content-type": CT})
+        assert r3.status_code == 400 and "named twice" in r3.text
+    finally:
+        desk.close()
 
 
 def test_the_cli_registers_serve_without_importing_the_server_stack() -> None:

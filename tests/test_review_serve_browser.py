@@ -11,6 +11,7 @@ are skipped with one line saying so.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -229,5 +230,28 @@ def test_blind_audit_in_the_browser_shows_no_llm_label(browser: Any, tmp_path: P
         assert n > 0 and dialogs == []
         reviews, logged = stored(run_dir)
         assert len(reviews) == logged and len(reviews) < n  # gold answers are not reviews
+    finally:
+        server.stop()
+
+
+def test_multi_label_by_keyboard_toggles_and_submits(browser: Any, tmp_path: Path) -> None:
+    run_dir = make_serve_run(tmp_path, n=18, kind="multi_label")
+    server = Server(run_dir, "--reviewers", "alice")
+    try:
+        page = browser.new_context().new_page()
+        page.goto(server.links["alice"])
+        want: dict[str, str] = {}
+        while (item := current_item(page)) is not None:
+            k = int(item[1:])
+            target = {truth_of(k), LABELS[(k + 2) % 3]} if k % 2 else {truth_of(k)}
+            ticked = set(page.eval_on_selector_all("#answer input:checked", "els => els.map(e => e.value)"))
+            for label in LABELS:
+                if (label in ticked) != (label in target):
+                    page.keyboard.press(key_for(label))  # toggles, does not submit
+            assert current_item(page) == item
+            press(page, "Enter")
+            want[item] = json.dumps([x for x in LABELS if x in target])
+        reviews, logged = stored(run_dir)
+        assert {i: label for i, _, label, _ in reviews} == want and logged == len(want) > 0
     finally:
         server.stop()

@@ -14,10 +14,16 @@ The rules, the same as the other review tools:
     - an answer is checked by the importer's rule (labeler.review.answers.check_answers: a known item, a
       label of the task) and stored in one transaction, once per nonce; answers on gold items measure the
       reviewer (status page) and are not reviews.
+
+Task types: single (a number key answers) and multi_label (number keys toggle labels, Enter submits the
+set; the LLM's labels come pre-ticked where its suggestion may be shown). A multi-label answer is read by
+the task type's own parser (known names, none twice, min/max labels) and stored as `kind.encode(value)`,
+the JSON list every other stage reads. Span tasks are refused with one line.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,9 +34,12 @@ from labeler.review.answers import check_answers
 from labeler.review.common import Answer
 from labeler.review.live_common import ReviewerQuality, gold_count, reviewer_quality
 from labeler.store import RunStore
+from labeler.store.rows import Review
 from labeler.store.serve_tables import Applied, Progress, ServeItem, ServeTables
+from labeler.tasktypes.registry import for_task
 
 SOURCE = "serve"
+KINDS = ("single", "multi_label")
 NOTE_MAX = 2000
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -49,9 +58,10 @@ class ItemView:
 
     item_id: str
     text: str
-    suggestion: str | None
+    suggestion: str | None  # the LLM's label as shown (multi_label: its names joined), None: hidden
     confidence: float | None
     reasons: tuple[str, ...]
+    ticked: tuple[str, ...] = ()  # multi_label: the labels pre-ticked (the suggestion's)
 
 
 @dataclass(frozen=True)
@@ -80,11 +90,12 @@ class Desk:
         self.store = RunStore.open(run_dir)
         try:
             self.task = self.store.task()
-            if self.task.kind.type != "single":
+            if self.task.kind.type not in KINDS:
                 raise ReviewError(
-                    f"labeler review serve reviews single-label tasks; this task is {self.task.kind.type}: use "
-                    f"`labeler review export {run_dir} --format labelstudio` for it"
+                    f"labeler review serve reviews single-label and multi-label tasks; this task is "
+                    f"{self.task.kind.type}: use `labeler review export {run_dir} --format labelstudio` for it"
                 )
+            self.kind = for_task(self.task)
             self.tables = ServeTables(self.store.conn)
             salt = str(self.store.manifest.get("run_id", run_dir.name))
             queued = self.tables.queue_size()
@@ -107,6 +118,10 @@ class Desk:
     def labels(self) -> Sequence[str]:
         return self.task.label_names
 
+    @property
+    def multi(self) -> bool:
+        return self.task.kind.type == "multi_label"
+
     # --- reading -----------------------------------------------------------------------------------
     def view(self, item: ServeItem) -> ItemView:
         blind = self.settings.blind_audit
@@ -119,13 +134,15 @@ class Desk:
             reasons = ("audit",)  # a gold item looks like an audit item
         else:
             reasons = item.reasons
-        return ItemView(
-            item.item_id,
-            item.text,
-            item.llm_label if suggest else None,
-            item.confidence if suggest else None,
-            reasons,
-        )
+        shown, ticked = (item.llm_label if suggest else None), ()
+        if shown is not None and self.multi:
+            try:
+                ticked = tuple(self.kind.decode(shown))
+            except ValueError:  # not a JSON list of names: show no suggestion rather than a wrong one
+                ticked, shown, suggest = (), None, False
+            else:
+                shown = ", ".join(ticked) or "(no label)"
+        return ItemView(item.item_id, item.text, shown, item.confidence if suggest else None, reasons, ticked)
 
     def next_view(self, reviewer: str) -> ItemView | None:
         item = self.tables.next_served(reviewer, overlap=self.settings.overlap)
@@ -140,11 +157,20 @@ class Desk:
         )
 
     # --- writing -----------------------------------------------------------------------------------
-    def answer(self, reviewer: str, item_id: str, label: str, *, nonce: str, note: str | None = None) -> Applied:
-        """Check one answer by the importer's rule and store it (exactly once for its nonce)."""
+    def answer(
+        self, reviewer: str, item_id: str, label: str | Sequence[str], *, nonce: str, note: str | None = None
+    ) -> Applied:
+        """Check one answer by the importer's rule (multi_label: the task type's) and store it, exactly once for
+        its nonce. `label`: a label name, or for multi_label the names ticked."""
         check_nonce(nonce)
         item = self.tables.serve_item(item_id)
         note = (note or "").strip()[:NOTE_MAX] or None
+        if self.multi:
+            return self._answer_multi(
+                reviewer, item, item_id, [label] if isinstance(label, str) else label, nonce, note
+            )
+        if not isinstance(label, str):
+            raise ReviewError(f"page answer of {reviewer}: one label expected; reload the page")
         answer = Answer(f"page answer of {reviewer}", item_id, reviewer, label, None, note)
         (review,) = check_answers(
             [answer],
@@ -155,6 +181,17 @@ class Desk:
             source=SOURCE,
         )
         assert item is not None  # check_answers refused an unknown item
+        return self.tables.serve_answer(nonce, review, gold=item.gold is not None)
+
+    def _answer_multi(
+        self, reviewer: str, item: ServeItem | None, item_id: str, names: Sequence[str], nonce: str, note: str | None
+    ) -> Applied:
+        if item is None:
+            raise ReviewError(f"page answer of {reviewer}: unknown item id {item_id!r}; reload the page")
+        parsed = self.kind.parse(json.dumps({"labels": list(names)}), item.text)
+        if parsed.error is not None:
+            raise ReviewError(f"page answer of {reviewer}: {parsed.error} ({', '.join(self.labels)})")
+        review = Review(item_id, reviewer, str(self.kind.encode(parsed.value)), None, note, SOURCE)
         return self.tables.serve_answer(nonce, review, gold=item.gold is not None)
 
     def skip(self, reviewer: str, item_id: str, *, nonce: str) -> Applied:

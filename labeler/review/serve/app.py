@@ -76,6 +76,20 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with)
 
 
+class Form:
+    """A POST's urlencoded fields: `get` the first value of a field, `all` of them (a multi-label answer)."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        self.fields = fields
+
+    def get(self, name: str, default: str = "") -> str:
+        values = self.fields.get(name)
+        return values[0] if values else default
+
+    def all(self, name: str) -> list[str]:
+        return list(self.fields.get(name, []))
+
+
 def _nonces() -> dict[str, str]:
     return {k: secrets.token_urlsafe(16) for k in ("answer", "skip", "undo")}
 
@@ -107,7 +121,7 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
         return route
 
     def posted(
-        handler: Callable[[Request, Session, dict[str, str]], Awaitable[Response]],
+        handler: Callable[[Request, Session, Form], Awaitable[Response]],
     ) -> Callable[[Request], Awaitable[Response]]:
         """A POST: signed in, from this server's own page (origin), with the session's CSRF token."""
 
@@ -117,7 +131,7 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
             body = await request.body()
             if len(body) > MAX_BODY:
                 return message("Refused", "The request is too large.", 413)
-            form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+            form = Form(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True))
             if not csrf_ok(s, form.get("csrf")):
                 return message("Refused", "The page's form token is missing or stale: reload the page.", 403)
             return await handler(request, s, form)
@@ -143,19 +157,22 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
         ctx: dict[str, Any] = dict(csrf=s.csrf, nonces=_nonces(), progress=desk.progress(s.reviewer), flash=flash)
         if item is None:
             return page("done.html.j2", s, **ctx)
-        return page("item.html.j2", s, item=item, labels=desk.labels, note_max=NOTE_MAX, **ctx)
+        return page("item.html.j2", s, item=item, labels=desk.labels, multi=desk.multi, note_max=NOTE_MAX, **ctx)
 
     def back(m: str | None = None) -> RedirectResponse:
         return RedirectResponse("/" if m is None else f"/?m={m}", status_code=303)
 
-    async def answer(request: Request, s: Session, form: dict[str, str]) -> Response:
+    async def answer(request: Request, s: Session, form: Form) -> Response:
         if s.reviewer is None:
             return message("Refused", "The lead's link shows the status page; answer with a reviewer's link.", 403)
+        label: str | list[str] = form.get("label", "")
+        if desk.multi:
+            label = form.all("labels")  # every label ticked
         try:
             done = desk.answer(
                 s.reviewer,
                 form.get("item_id", ""),
-                form.get("label", ""),
+                label,
                 nonce=form.get("nonce", ""),
                 note=form.get("note"),
             )
@@ -163,7 +180,7 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
             return message("Not saved", str(exc), 400)
         return back(None if done.fresh else "retry")
 
-    async def skip(request: Request, s: Session, form: dict[str, str]) -> Response:
+    async def skip(request: Request, s: Session, form: Form) -> Response:
         if s.reviewer is None:
             return message("Refused", "The lead does not review; use a reviewer's link.", 403)
         try:
@@ -172,7 +189,7 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
             return message("Not saved", str(exc), 400)
         return back()
 
-    async def undo(request: Request, s: Session, form: dict[str, str]) -> Response:
+    async def undo(request: Request, s: Session, form: Form) -> Response:
         if s.reviewer is None:
             return message("Refused", "The lead does not review; use a reviewer's link.", 403)
         try:
@@ -213,7 +230,7 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
     async def report(request: Request, s: Session) -> Response:
         return report_page(s)
 
-    async def build_report(request: Request, s: Session, form: dict[str, str]) -> Response:
+    async def build_report(request: Request, s: Session, form: Form) -> Response:
         try:
             await asyncio.to_thread(desk.build_report)
         except LabelerError as exc:
