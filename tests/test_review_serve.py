@@ -492,3 +492,15 @@ def test_the_cli_registers_serve_without_importing_the_server_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["cmd_serve", "a,b", "2", "False", "False"]
+
+
+def test_a_correction_reason_goes_with_the_answer_and_is_checked(opened: tuple[Desk, Auth, object]) -> None:
+    desk, auth, app = opened
+    alice = Page(app, auth, "alice")
+    first = str(item_id(alice.page))
+    assert 'id="suggestion"' in alice.page and 'name="correction_reason"' in alice.page
+    r = alice.answer("sport", correction_reason="not a reason")
+    assert r.status_code == 400 and "correction reason" in r.text  # type: ignore[attr-defined]
+    alice.reload()
+    alice.answer("sport", correction_reason="ambiguous")
+    assert reviews_of(desk.run_dir)[(first, "alice")].correction_reason == "ambiguous"

@@ -158,7 +158,14 @@ class Desk:
 
     # --- writing -----------------------------------------------------------------------------------
     def answer(
-        self, reviewer: str, item_id: str, label: str | Sequence[str], *, nonce: str, note: str | None = None
+        self,
+        reviewer: str,
+        item_id: str,
+        label: str | Sequence[str],
+        *,
+        nonce: str,
+        note: str | None = None,
+        correction_reason: str | None = None,
     ) -> Applied:
         """Check one answer by the importer's rule (multi_label: the task type's) and store it, exactly once for
         its nonce. `label`: a label name, or for multi_label the names ticked."""
@@ -171,7 +178,7 @@ class Desk:
             )
         if not isinstance(label, str):
             raise ReviewError(f"page answer of {reviewer}: one label expected; reload the page")
-        answer = Answer(f"page answer of {reviewer}", item_id, reviewer, label, None, note)
+        answer = Answer(f"page answer of {reviewer}", item_id, reviewer, label, correction_reason or None, note)
         (review,) = check_answers(
             [answer],
             item_ids=frozenset() if item is None else frozenset({item_id}),

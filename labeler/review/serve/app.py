@@ -157,7 +157,16 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
         ctx: dict[str, Any] = dict(csrf=s.csrf, nonces=_nonces(), progress=desk.progress(s.reviewer), flash=flash)
         if item is None:
             return page("done.html.j2", s, **ctx)
-        return page("item.html.j2", s, item=item, labels=desk.labels, multi=desk.multi, note_max=NOTE_MAX, **ctx)
+        return page(
+            "item.html.j2",
+            s,
+            item=item,
+            labels=desk.labels,
+            multi=desk.multi,
+            reasons=desk.task.review.reasons,
+            note_max=NOTE_MAX,
+            **ctx,
+        )
 
     def back(m: str | None = None) -> RedirectResponse:
         return RedirectResponse("/" if m is None else f"/?m={m}", status_code=303)
@@ -175,6 +184,7 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
                 label,
                 nonce=form.get("nonce", ""),
                 note=form.get("note"),
+                correction_reason=form.get("correction_reason") or None,
             )
         except ReviewError as exc:
             return message("Not saved", str(exc), 400)
