@@ -46,9 +46,14 @@ def serve(
         raise ReviewError(f"--port must be 1..65535, got {port}")
     settings = settings or Settings()
     names = list(reviewers) or [getpass.getuser()]
-    import uvicorn  # the server stack loads only when the command runs
+    try:  # the server stack loads only when the command runs
+        import uvicorn
 
-    from labeler.review.serve.app import build_app
+        from labeler.review.serve.app import build_app
+    except ImportError as exc:
+        raise ReviewError(
+            f"labeler review serve needs Starlette and uvicorn ({exc.name} is missing): pip install 'labeler[serve]'"
+        ) from None
 
     desk = Desk(run_dir, settings)
     try:
