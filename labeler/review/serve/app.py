@@ -2,7 +2,7 @@
 
     GET  /login?token=T   start a session for the reviewer (or the lead) of token T; redirect to /
     GET  /                the reviewer's next item (the lead: the status page)
-    POST /answer          label (and note) for item_id          } each with the session's csrf field and
+    POST /answer          label(s), note, reason for item_id    } each with the session's csrf field and
     POST /skip            pass over item_id                     } a per-answer nonce: a retry changes
     POST /undo            take back the last answer or skip     } nothing; then 303 to /
     GET  /status          the lead's view: per-reviewer counts, gold accuracy, agreement on overlaps
@@ -11,9 +11,10 @@
     GET  /static/review.js, /static/review.css   the bundled assets (a fixed table, read once)
 
 Every response carries a Content-Security-Policy that allows only this server's own script and style (no
-inline script runs, so text that slipped past escaping could still not execute), no framing, no referrer
-(the login link carries a token), no caching. The store is used from the event loop's one thread, so
-requests take turns on it; every write is one short transaction.
+inline script runs, so text that slipped past escaping could still not execute), no framing, no referrer to
+other sites (the login link carries a token; "same-origin", as "no-referrer" makes Chromium send
+"Origin: null" on the page's own POSTs), no caching but of the hashed static links. The store is used from
+the event loop's one thread, so requests take turns on it; every write is one short transaction.
 """
 
 from __future__ import annotations
