@@ -66,6 +66,8 @@ def make_serve_run(root: Path, *, n: int = 60, kind: str = "single", long_text: 
     store.ingest(rows, members=["default"])
 
     def enc(label: str) -> str:
+        if kind == "spans":  # the first word, typed by the truth (or the wrong label)
+            return json.dumps([{"start": 0, "end": 4, "type": label, "text": "text"}])
         return json.dumps([label]) if kind == "multi_label" else label
 
     for k in range(n):
@@ -435,7 +437,7 @@ def test_progress_counts_per_reason_and_the_done_page_links_the_report(opened: t
 
 
 # --- starting the server -----------------------------------------------------------------------------
-def test_serve_refuses_the_network_without_named_reviewers_and_other_task_types(tmp_path: Path) -> None:
+def test_serve_refuses_the_network_without_named_reviewers(tmp_path: Path) -> None:
     with pytest.raises(ReviewError, match="--reviewers"):
         serve(tmp_path, host="0.0.0.0")
     with pytest.raises(ReviewError, match="plain name"):
@@ -443,10 +445,6 @@ def test_serve_refuses_the_network_without_named_reviewers_and_other_task_types(
     with pytest.raises(ReviewError, match="twice"):
         parse_reviewers("alice,alice")
     assert parse_reviewers(" alice, bob ") == ["alice", "bob"]
-    spans = make_serve_run(tmp_path / "spans", n=12, kind="spans")
-    with pytest.raises(ReviewError, match="single-label and multi-label") as err:
-        Desk(spans, Settings())
-    assert "\n" not in str(err.value)
 
 
 def test_multi_label_ticks_the_suggestion_and_stores_the_encoded_set(tmp_path: Path) -> None:
@@ -504,3 +502,32 @@ def test_a_correction_reason_goes_with_the_answer_and_is_checked(opened: tuple[D
     alice.reload()
     alice.answer("sport", correction_reason="ambiguous")
     assert reviews_of(desk.run_dir)[(first, "alice")].correction_reason == "ambiguous"
+
+
+def test_spans_are_read_by_the_span_parser_and_stored_encoded(tmp_path: Path) -> None:
+    run = make_serve_run(tmp_path, n=30, kind="spans")
+    desk = Desk(run, Settings())
+    auth = Auth.for_reviewers(["alice"])
+    app = build_app(desk, auth, hosts=["127.0.0.1"], reviewers=["alice"])
+    try:
+        alice = Page(app, auth, "alice")
+        first = str(item_id(alice.page))
+        text = SCRIPT
+        assert first == "i00" and "data-text='\"\\u003cscript\\u003ealert(\\\"x\\\")" in alice.page
+        assert "<script>alert" not in alice.page  # escaped in the text and in the data attribute
+        marked = json.loads(field(alice.page, "answer", "spans"))
+        assert marked == [{"start": 0, "end": 4, "type": "sport"}]  # the LLM's span, pre-marked (i00: wrong type)
+        r = alice.answer("", spans=json.dumps([{"start": 0, "end": 999, "type": "tech"}]))
+        assert r.status_code == 400 and "outside the text" in r.text  # type: ignore[attr-defined]
+        alice.reload()
+        r = alice.answer("", spans=json.dumps([{"start": 1, "end": 7, "type": "nope"}]))
+        assert r.status_code == 400 and "is not one of" in r.text  # type: ignore[attr-defined]
+        alice.reload()
+        alice.answer("", spans=json.dumps([{"start": 1, "end": 7, "type": "tech"}]))
+        want = desk.kind.encode(
+            desk.kind.decode(json.dumps([{"start": 1, "end": 7, "type": "tech", "text": text[1:7]}]))
+        )
+        assert reviews_of(run)[(first, "alice")].label == want
+        assert json.loads(str(want))[0]["text"] == "script"
+    finally:
+        desk.close()

@@ -62,13 +62,23 @@ def ensure_chromium() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests skipped: pip install playwright")
+def chromium() -> str:
+    """Debian's chromium, installed once per session when missing; skips the browser tests if it cannot be."""
+    pytest.importorskip("playwright.sync_api", reason="browser tests skipped: pip install playwright")
     path = ensure_chromium()
     if path is None:
         pytest.skip("browser tests skipped: chromium is missing and `apt-get install -y chromium` failed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=ARGS)
+    return path
+
+
+@pytest.fixture
+def browser(chromium: str) -> Iterator[Any]:
+    """A headless Chromium for one test. Per test, not per session: Playwright's sync API keeps an event loop
+    running while it is open, which would stop the suite's asyncio tests from starting theirs."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=ARGS)
         yield b
         b.close()
 
@@ -253,5 +263,46 @@ def test_multi_label_by_keyboard_toggles_and_submits(browser: Any, tmp_path: Pat
             want[item] = json.dumps([x for x in LABELS if x in target])
         reviews, logged = stored(run_dir)
         assert {i: label for i, _, label, _ in reviews} == want and logged == len(want) > 0
+    finally:
+        server.stop()
+
+
+SELECT = """([start, end]) => {
+  const node = document.getElementById("text");
+  const walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
+  let at = 0, a = null, b = null, n;
+  while ((n = walker.nextNode())) {
+    const len = n.textContent.length;
+    if (a === null && start <= at + len) a = [n, start - at];
+    if (b === null && end <= at + len) b = [n, end - at];
+    at += len;
+  }
+  window.getSelection().setBaseAndExtent(a[0], a[1], b[0], b[1]);
+}"""
+
+
+def test_spans_are_marked_by_selection_and_type_keys(browser: Any, tmp_path: Path) -> None:
+    run_dir = make_serve_run(tmp_path, n=18, kind="spans")
+    server = Server(run_dir, "--reviewers", "alice")
+    try:
+        page = browser.new_context().new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(server.links["alice"])
+        want: dict[str, list[dict[str, object]]] = {}
+        while (item := current_item(page)) is not None:
+            text = page.eval_on_selector("#text", "el => JSON.parse(el.dataset.text)")
+            while page.query_selector("#text mark") is not None:  # take the LLM's spans off
+                page.keyboard.press("Backspace")
+            k = int(item[1:])
+            start = text.index("about") if "about" in text else 1
+            page.evaluate(SELECT, [start, start + 5])
+            page.keyboard.press(key_for(truth_of(k)))  # marks, does not submit
+            assert current_item(page) == item and page.inner_text("#text mark") == text[start : start + 5]
+            press(page, "Enter")
+            want[item] = [{"start": start, "end": start + 5, "type": truth_of(k), "text": text[start : start + 5]}]
+        reviews, logged = stored(run_dir)
+        assert {i: json.loads(label) for i, _, label, _ in reviews} == want and logged == len(want) > 0
+        assert dialogs == []
     finally:
         server.stop()

@@ -18,7 +18,10 @@ The rules, the same as the other review tools:
 Task types: single (a number key answers) and multi_label (number keys toggle labels, Enter submits the
 set; the LLM's labels come pre-ticked where its suggestion may be shown). A multi-label answer is read by
 the task type's own parser (known names, none twice, min/max labels) and stored as `kind.encode(value)`,
-the JSON list every other stage reads. Span tasks are refused with one line.
+the JSON list every other stage reads. spans: select text with the mouse, a number key marks the
+selection as that type, Backspace takes the last span off, Enter submits them (the LLM's spans come
+pre-marked where its suggestion may be shown); read by the span type's parser (offsets inside the text,
+known types, overlaps only where the task allows them) and stored as its JSON list.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from labeler.store.serve_tables import Applied, Progress, ServeItem, ServeTables
 from labeler.tasktypes.registry import for_task
 
 SOURCE = "serve"
-KINDS = ("single", "multi_label")
+KINDS = ("single", "multi_label", "spans")
 NOTE_MAX = 2000
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -62,6 +65,7 @@ class ItemView:
     confidence: float | None
     reasons: tuple[str, ...]
     ticked: tuple[str, ...] = ()  # multi_label: the labels pre-ticked (the suggestion's)
+    spans: str = "[]"  # spans: the pre-marked spans as JSON [{"start", "end", "type"}] (code points)
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,10 @@ class Desk:
     def multi(self) -> bool:
         return self.task.kind.type == "multi_label"
 
+    @property
+    def spans(self) -> bool:
+        return self.task.kind.type == "spans"
+
     # --- reading -----------------------------------------------------------------------------------
     def view(self, item: ServeItem) -> ItemView:
         blind = self.settings.blind_audit
@@ -134,15 +142,20 @@ class Desk:
             reasons = ("audit",)  # a gold item looks like an audit item
         else:
             reasons = item.reasons
-        shown, ticked = (item.llm_label if suggest else None), ()
-        if shown is not None and self.multi:
+        shown, ticked, spans = (item.llm_label if suggest else None), (), "[]"
+        if shown is not None and (self.multi or self.spans):
             try:
-                ticked = tuple(self.kind.decode(shown))
-            except ValueError:  # not a JSON list of names: show no suggestion rather than a wrong one
-                ticked, shown, suggest = (), None, False
+                value = tuple(self.kind.decode(shown))
+            except ValueError:  # not what the task type stores: show no suggestion rather than a wrong one
+                shown, suggest = None, False
             else:
-                shown = ", ".join(ticked) or "(no label)"
-        return ItemView(item.item_id, item.text, shown, item.confidence if suggest else None, reasons, ticked)
+                if self.multi:
+                    ticked = value
+                    shown = ", ".join(ticked) or "(no label)"
+                else:
+                    spans = json.dumps([{"start": x.start, "end": x.end, "type": x.type} for x in value])
+                    shown = f"{len(value)} spans (marked)"
+        return ItemView(item.item_id, item.text, shown, item.confidence if suggest else None, reasons, ticked, spans)
 
     def next_view(self, reviewer: str) -> ItemView | None:
         item = self.tables.next_served(reviewer, overlap=self.settings.overlap)
@@ -172,8 +185,8 @@ class Desk:
         check_nonce(nonce)
         item = self.tables.serve_item(item_id)
         note = (note or "").strip()[:NOTE_MAX] or None
-        if self.multi:
-            return self._answer_multi(
+        if self.multi or self.spans:
+            return self._answer_kind(
                 reviewer, item, item_id, [label] if isinstance(label, str) else label, nonce, note
             )
         if not isinstance(label, str):
@@ -190,12 +203,24 @@ class Desk:
         assert item is not None  # check_answers refused an unknown item
         return self.tables.serve_answer(nonce, review, gold=item.gold is not None)
 
-    def _answer_multi(
-        self, reviewer: str, item: ServeItem | None, item_id: str, names: Sequence[str], nonce: str, note: str | None
+    def _answer_kind(
+        self, reviewer: str, item: ServeItem | None, item_id: str, values: Sequence[str], nonce: str, note: str | None
     ) -> Applied:
+        """A multi-label answer (`values`: the names ticked) or a span answer (`values`: one JSON list of
+        {"start", "end", "type"}), read by the task type's own parser."""
         if item is None:
             raise ReviewError(f"page answer of {reviewer}: unknown item id {item_id!r}; reload the page")
-        parsed = self.kind.parse(json.dumps({"labels": list(names)}), item.text)
+        if self.multi:
+            raw = json.dumps({"labels": list(values)})
+        else:
+            try:
+                marked = json.loads(values[0]) if len(values) == 1 else None
+            except json.JSONDecodeError:
+                marked = None
+            if not isinstance(marked, list):
+                raise ReviewError(f"page answer of {reviewer}: the spans sent are not a JSON list; reload the page")
+            raw = json.dumps({"spans": marked})
+        parsed = self.kind.parse(raw, item.text)
         if parsed.error is not None:
             raise ReviewError(f"page answer of {reviewer}: {parsed.error} ({', '.join(self.labels)})")
         review = Review(item_id, reviewer, str(self.kind.encode(parsed.value)), None, note, SOURCE)

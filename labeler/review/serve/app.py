@@ -164,6 +164,7 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
             item=item,
             labels=desk.labels,
             multi=desk.multi,
+            spans=desk.spans,
             reasons=desk.task.review.reasons,
             note_max=NOTE_MAX,
             **ctx,
@@ -178,6 +179,8 @@ def build_app(desk: Desk, auth: Auth, *, hosts: list[str], reviewers: list[str])
         label: str | list[str] = form.get("label", "")
         if desk.multi:
             label = form.all("labels")  # every label ticked
+        elif desk.spans:
+            label = [form.get("spans", "[]")]  # the marked spans, as JSON
         try:
             done = desk.answer(
                 s.reviewer,
