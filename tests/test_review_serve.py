@@ -531,3 +531,18 @@ def test_spans_are_read_by_the_span_parser_and_stored_encoded(tmp_path: Path) ->
         assert json.loads(str(want))[0]["text"] == "script"
     finally:
         desk.close()
+
+
+def test_undo_of_an_answer_that_replaced_one_puts_the_earlier_back(opened: tuple[Desk, Auth, object]) -> None:
+    desk, auth, app = opened
+    tab1, tab2 = Page(app, auth, "alice"), Page(app, auth, "alice")  # two tabs on one item
+    same = str(item_id(tab1.page))
+    assert item_id(tab2.page) == same
+    tab1.answer("sport")
+    tab2.answer("tech", note="second thoughts")
+    assert reviews_of(desk.run_dir)[(same, "alice")].label == "tech"
+    tab2.post("/undo", "undo")
+    back = reviews_of(desk.run_dir)[(same, "alice")]
+    assert (back.label, back.note, back.source) == ("sport", None, "serve")
+    tab2.post("/undo", "undo")
+    assert reviews_of(desk.run_dir) == {} and item_id(tab2.page) == same
