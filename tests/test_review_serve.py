@@ -513,7 +513,7 @@ def test_spans_are_read_by_the_span_parser_and_stored_encoded(tmp_path: Path) ->
         alice = Page(app, auth, "alice")
         first = str(item_id(alice.page))
         text = SCRIPT
-        assert first == "i00" and "data-text='\"\\u003cscript\\u003ealert(\\\"x\\\")" in alice.page
+        assert first == "i00" and 'data-text=\'"\\u003cscript\\u003ealert(\\"x\\")' in alice.page
         assert "<script>alert" not in alice.page  # escaped in the text and in the data attribute
         marked = json.loads(field(alice.page, "answer", "spans"))
         assert marked == [{"start": 0, "end": 4, "type": "sport"}]  # the LLM's span, pre-marked (i00: wrong type)
