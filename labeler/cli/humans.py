@@ -10,7 +10,7 @@ import getpass
 from pathlib import Path
 from typing import Any
 
-from labeler.cli import review_live
+from labeler.cli import review_live, review_serve
 from labeler.cli.study import STRATEGIES
 from labeler.config import CONFIDENCE_METHODS
 
@@ -180,6 +180,7 @@ def register(sub: Any) -> None:
     rp = sub.add_parser("review", help=desc, description=desc)
     rsub = rp.add_subparsers(dest="review_command", required=True)
     review_live.register(rsub)  # push / pull through the tools' APIs
+    review_serve.register(rsub)  # serve: the review page of our own
 
     sp = rsub.add_parser("export", help="write the queue for Label Studio, Argilla or a CSV")
     sp.add_argument("run_dir", type=Path)
