@@ -1,0 +1,178 @@
+"""Aggregation of several annotators (labeler.aggregate): a simulation whose answer is known in advance, the
+libraries' agreement with ours, multi-label per label, and the CLI through a run store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labeler.aggregate import aggregate, aggregate_config
+from labeler.aggregate.multilabel import aggregate_multilabel
+from labeler.aggregate.table import Annotations
+from labeler.errors import AggregateError, ConfigError
+
+# the "Done when" simulation: 5 annotators of known quality, 1,000 items, 3 classes at 50/30/20%
+TRUE_CM = {
+    "careful": [[0.92, 0.04, 0.04], [0.05, 0.90, 0.05], [0.04, 0.04, 0.92]],
+    "medium": [[0.75, 0.15, 0.10], [0.15, 0.70, 0.15], [0.10, 0.15, 0.75]],
+    "biased": [[0.92, 0.04, 0.04], [0.50, 0.45, 0.05], [0.50, 0.05, 0.45]],  # files half of b and c under a
+    "adversarial": [[0.15, 0.75, 0.10], [0.10, 0.15, 0.75], [0.75, 0.10, 0.15]],  # mostly the next class
+    "weak": [[0.55, 0.25, 0.20], [0.25, 0.50, 0.25], [0.20, 0.25, 0.55]],
+}
+CLASSES = ("a", "b", "c")
+
+
+def simulate(n: int = 1000, *, seed: int = 20, answer_rate: float = 0.8) -> tuple[Annotations, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    labels = np.full((n, len(TRUE_CM)), -1)
+    for j, cm in enumerate(TRUE_CM.values()):
+        for i in range(n):
+            if rng.random() < answer_rate:
+                labels[i, j] = rng.choice(3, p=cm[truth[i]])
+    return Annotations(tuple(f"i{i}" for i in range(n)), tuple(TRUE_CM), CLASSES, labels), truth
+
+
+def empirical_cm(ann: Annotations, truth: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for j, a in enumerate(ann.annotators):
+        m = np.zeros((3, 3))
+        rows = ann.answered[:, j]
+        np.add.at(m, (truth[rows], ann.labels[rows, j]), 1.0)
+        out[a] = m / m.sum(axis=1, keepdims=True)
+    return out
+
+
+def test_dawid_skene_recovers_every_confusion_matrix_and_beats_the_vote() -> None:
+    ann, truth = simulate()
+    ds = aggregate(ann, "dawid_skene")
+    vote = aggregate(ann, "vote")
+    emp = empirical_cm(ann, truth)
+    # against the matrices the data were drawn from: sampling noise alone is ~0.04 per cell (160 answers in
+    # the rarest row), so 0.10 is 2.5 standard errors; against the realised matrices the fit itself is tested
+    worst_true = max(float(np.abs(ds.confusion[a] - np.array(cm)).max()) for a, cm in TRUE_CM.items())
+    worst_emp = max(float(np.abs(ds.confusion[a] - emp[a]).max()) for a in TRUE_CM)
+    assert worst_true <= 0.10, worst_true
+    assert worst_emp <= 0.05, worst_emp
+    acc_ds = float((ds.label_index == truth).mean())
+    acc_vote = float((vote.label_index == truth).mean())
+    # designed margin: the vote follows the biased annotator and is pulled by the adversarial one, which
+    # Dawid–Skene turns into evidence (measured 0.916 vs 0.786 with this seed)
+    assert acc_ds - acc_vote >= 0.10, (acc_ds, acc_vote)
+    assert acc_ds >= 0.90
+    # the adversarial annotator is seen as adversarial: its largest cell in each row is off the diagonal
+    adv = ds.confusion["adversarial"]
+    assert all(int(np.argmax(adv[t])) == (t + 1) % 3 for t in range(3))
+    # the posterior is calibrated enough to route by: the 10% least certain items hold far more errors
+    wrong = ds.label_index != truth
+    doubt = np.argsort(ds.confidence)[: len(truth) // 10]
+    assert wrong[doubt].mean() > 3 * wrong.mean()
+
+
+def test_our_dawid_skene_gives_crowd_kits_posteriors() -> None:
+    pytest.importorskip("crowdkit")
+    ann, _ = simulate(200, seed=3)
+    ours = aggregate(ann, "dawid_skene")
+    import warnings
+
+    import pandas as pd
+    from crowdkit.aggregation import DawidSkene
+
+    ii, jj = np.nonzero(ann.answered)
+    df = pd.DataFrame(
+        {"task": [ann.items[i] for i in ii], "worker": [ann.annotators[j] for j in jj],
+         "label": [CLASSES[k] for k in ann.labels[ii, jj]]}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs = DawidSkene(n_iter=200, tol=1e-6).fit(df).probas_.reindex(index=list(ann.items), columns=list(CLASSES))
+    assert np.mean(ours.label_index == np.argmax(theirs.to_numpy(), axis=1)) >= 0.99
+    assert float(np.abs(ours.posterior - theirs.to_numpy()).mean()) < 0.02
+
+
+@pytest.mark.parametrize("method", ["glad", "mace"])
+def test_crowd_kit_methods_beat_chance_and_return_posteriors(method: str) -> None:
+    pytest.importorskip("crowdkit")
+    ann, truth = simulate(120, seed=5)
+    ann = ann.without("adversarial")  # GLAD and MACE model one skill per annotator, not a permutation
+    c = aggregate(ann, method)
+    assert c.posterior.shape == (120, 3)
+    assert np.allclose(c.posterior.sum(axis=1), 1.0)
+    assert float((c.label_index == truth).mean()) >= 0.85
+
+
+def test_crowdlab_uses_the_model_and_matches_cleanlabs_own_score() -> None:
+    pytest.importorskip("cleanlab")
+    ann, truth = simulate(300, seed=7)
+    rng = np.random.default_rng(7)
+    probs = np.full((300, 3), 0.15)
+    right = rng.random(300) < 0.8  # a model 80% right, with 0.7 on its answer
+    guess = np.where(right, truth, (truth + 1) % 3)
+    probs[np.arange(300), guess] = 0.7
+    humans = ("careful", "medium", "weak")
+    c = aggregate(ann, "crowdlab", probs=probs, humans=humans)
+    assert float((c.label_index == truth).mean()) > float((aggregate(ann, "vote").label_index == truth).mean())
+    from cleanlab.multiannotator import get_label_quality_multiannotator
+
+    cols = [ann.annotators.index(h) for h in humans]
+    lab = ann.labels[:, cols].astype(float)
+    lab[lab < 0] = np.nan
+    has = ~np.isnan(lab).all(axis=1)
+    q = get_label_quality_multiannotator(lab[has], probs[has], verbose=False, return_detailed_quality=False)
+    q = q["label_quality"]
+    assert np.array_equal(c.label_index[has], q["consensus_label"].to_numpy())
+    assert np.allclose(c.confidence[has], q["consensus_quality_score"].to_numpy(), atol=1e-9)
+
+
+def test_crowdlab_without_overlap_is_an_error_naming_the_fix() -> None:
+    ann = Annotations(("x", "y"), ("r1", "r2"), ("a", "b"), np.array([[0, -1], [-1, 1]]))
+    with pytest.raises(AggregateError, match="--overlap 2"):
+        aggregate(ann, "crowdlab", probs=np.full((2, 2), 0.5), humans=("r1", "r2"))
+
+
+def test_vote_posterior_is_the_vote_share_and_confusions_are_row_stochastic() -> None:
+    ann = Annotations.from_triples(
+        [("x", "r1", "a"), ("x", "r2", "a"), ("x", "r3", "b"), ("y", "r1", "b"), ("y", "r2", "nonsense")],
+        CLASSES,
+        items=("x", "y", "z"),
+    )
+    c = aggregate(ann, "vote")
+    assert c.labels[:2] == ("a", "b")
+    assert c.confidence[0] == pytest.approx(2 / 3)
+    assert np.allclose(c.posterior[2], 1 / 3)  # nobody answered z
+    assert all(np.allclose(m.sum(axis=1), 1.0) for m in c.confusion.values())
+
+
+def test_multi_label_is_aggregated_per_label_by_vote_and_dawid_skene() -> None:
+    rng = np.random.default_rng(11)
+    labels = ("politics", "economy", "health")
+    n = 600
+    truth = [tuple(lab for lab in labels if rng.random() < 0.35) for _ in range(n)]
+    # per label: the careful annotator misses 5% and adds 3%; the sloppy ones add every label 45% of the time
+    flip = {"careful": (0.05, 0.03), "sloppy1": (0.2, 0.45), "sloppy2": (0.2, 0.45)}
+    triples = []
+    for i, t in enumerate(truth):
+        for a, (miss, add) in flip.items():
+            s = [lab for lab in labels if (rng.random() >= miss if lab in t else rng.random() < add)]
+            triples.append((f"i{i}", a, tuple(s)))
+    exact = {}
+    for method in ("vote", "dawid_skene"):
+        mc = aggregate_multilabel(triples, labels, method)
+        exact[method] = np.mean([set(p) == set(t) for p, t in zip(mc.label_sets, truth, strict=True)])
+        assert set(mc.per_label) == set(labels)
+        assert mc.confidence.shape == (n,)
+    assert exact["dawid_skene"] >= exact["vote"] + 0.15, exact  # the vote follows the two sloppy annotators
+    cm = aggregate_multilabel(triples, labels, "dawid_skene").per_label["economy"].confusion["sloppy1"]
+    assert cm[0, 1] == pytest.approx(0.45, abs=0.08)  # says yes to 45% of the items without the label
+
+
+def test_aggregate_config_checks_its_keys() -> None:
+    assert aggregate_config({}).method == "vote"
+    cfg = aggregate_config({"aggregate": {"method": "dawid_skene", "min_accuracy": 0.7}})
+    assert (cfg.method, cfg.min_accuracy) == ("dawid_skene", 0.7)
+    with pytest.raises(ConfigError, match="unknown method 'ds'"):
+        aggregate_config({"aggregate": {"method": "ds"}})
+    with pytest.raises(ConfigError, match=r"aggregate\.treshold"):
+        aggregate_config({"aggregate": {"treshold": 0.5}})
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        aggregate_config({"aggregate": {"min_accuracy": 2}})
