@@ -3,6 +3,8 @@ libraries' agreement with ours, multi-label per label, and the CLI through a run
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -176,3 +178,132 @@ def test_aggregate_config_checks_its_keys() -> None:
         aggregate_config({"aggregate": {"treshold": 0.5}})
     with pytest.raises(ConfigError, match="between 0 and 1"):
         aggregate_config({"aggregate": {"min_accuracy": 2}})
+
+
+# --- through a run store and the command line ---------------------------------------------------------------
+LABELS = ("business", "sport", "tech")
+REVIEWERS = {"ann": 0.95, "bob": 0.9, "sloppy": 0.4}  # share of answers right; the rest a random wrong label
+MEMBERS = {"default": 0.85, "m2": 0.7}
+
+
+def _wrong(label: str, rng: np.random.Generator) -> str:
+    return str(rng.choice([x for x in LABELS if x != label]))
+
+
+def make_reviewed_run(root: Path, *, n: int = 150) -> tuple[Path, dict[str, str]]:
+    """`n` items, two LLM members and three reviewers of known accuracy (each answers 80% of the items),
+    gold on every 5th item; routed first, so a queue exists."""
+    from fakes import write_task
+
+    from labeler.confidence.run import combine_run
+    from labeler.config import load_config
+    from labeler.inputs import Row
+    from labeler.review.router import route_run
+    from labeler.store import RunStore
+    from labeler.store.rows import Review
+    from labeler.types import Item, ItemResult
+
+    rng = np.random.default_rng(42)
+    cfg = write_task(
+        root / "task",
+        labels=LABELS,
+        members=[{"name": "m2"}],
+        sections={"aggregate": {"method": "dawid_skene", "min_accuracy": 0.75}, "routing": {"audit_fraction": 0.05}},
+    )
+    task = load_config(cfg, env={})
+    manifest = {
+        "run_id": "r1",
+        "labels": list(LABELS),
+        "members": [{"name": m, "template_hash": "x", "endpoint": {"model": "test-model"}} for m in MEMBERS],
+        "config_path": str(cfg),
+        "config": dict(task.raw),
+    }
+    run_dir = root / "run"
+    store = RunStore.create(run_dir, manifest)
+    truth = {f"i{k:03d}": LABELS[int(rng.integers(3))] for k in range(n)}
+    store.ingest(
+        [Row(Item(i, f"text {i}", k + 1), gold=t if k % 5 == 0 else None) for k, (i, t) in enumerate(truth.items())],
+        members=list(MEMBERS),
+    )
+    for i, t in truth.items():
+        for m, acc in MEMBERS.items():
+            lab = t if rng.random() < acc else _wrong(t, rng)
+            dist = {x: (0.8 if x == lab else 0.1) for x in LABELS}
+            store.put_result(ItemResult(i, m, "labeled", label=lab, confidence=0.8, distributions={"logprob": dist}))
+    reviews = []
+    for r, acc in REVIEWERS.items():
+        for i, t in truth.items():
+            if rng.random() < 0.8:
+                reviews.append(Review(i, r, t if rng.random() < acc else _wrong(t, rng), source="csv"))
+    store.put_reviews(reviews)
+    combine_run(store, task)
+    store.close()
+    route_run(run_dir)
+    return run_dir, truth
+
+
+def test_cli_export_consensus_route_more_reviews_and_review_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from labeler.cli import main
+    from labeler.store import RunStore
+
+    run_dir, truth = make_reviewed_run(tmp_path)
+
+    # review status flags the sloppy reviewer and only it, and its estimate is near its true accuracy
+    assert main(["review", "status", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    lines = {ln.split(" (")[0].strip(): ln for ln in out.splitlines() if ln.startswith("  ")}
+    assert "FLAGGED" in lines["sloppy"] and "FLAGGED" not in lines["ann"] and "FLAGGED" not in lines["bob"]
+    assert "llm:default" in lines and "gold" in lines["ann"]
+    from labeler.aggregate.status import review_status
+
+    status = review_status(run_dir)
+    est = {q.name: q.accuracy for q in status.annotators}
+    assert est["sloppy"] == pytest.approx(0.4, abs=0.1)
+    assert est["ann"] == pytest.approx(0.95, abs=0.06)
+    assert status.flagged == ("sloppy",)
+
+    # export --consensus: the label is the Dawid–Skene consensus, more accurate than the majority rule
+    plain, agg = tmp_path / "plain.jsonl", tmp_path / "ds.jsonl"
+    assert main(["export", str(run_dir), "--out", str(plain)]) == 0
+    assert main(["export", str(run_dir), "--out", str(agg), "--consensus", "dawid_skene"]) == 0
+    rows_plain = [json.loads(x) for x in plain.read_text().splitlines()]
+    rows = [json.loads(x) for x in agg.read_text().splitlines()]
+    acc_plain = np.mean([r["label"] == truth[r["id"]] for r in rows_plain])
+    acc_ds = np.mean([r["label"] == truth[r["id"]] for r in rows])
+    assert acc_ds >= 0.95 and acc_ds > acc_plain, (acc_ds, acc_plain)
+    assert {r["source"] for r in rows} == {"consensus"}
+    assert all(r["consensus_method"] == "dawid_skene" and 0 < r["consensus_posterior"] <= 1 for r in rows)
+    assert "consensus_posterior" not in rows_plain[0]
+
+    # route --more-reviews: the 5 least certain items go to the front of the kept queue
+    store = RunStore.open(run_dir)
+    before = [e.item_id for e in store.queue()]
+    store.close()
+    assert main(["route", str(run_dir), "--more-reviews", "5"]) == 0
+    assert "moved to the front" in capsys.readouterr().out
+    store = RunStore.open(run_dir)
+    after = store.queue()
+    store.close()
+    post = {r["id"]: r["consensus_posterior"] for r in rows}
+    front = after[:5]
+    assert all("more_reviews" in e.reasons for e in front)
+    assert [post[e.item_id] for e in front] == sorted(post[e.item_id] for e in front)
+    assert max(post[e.item_id] for e in front) <= sorted(post.values())[4] + 1e-9
+    assert [e.item_id for e in after[5:]] == [i for i in before if i not in {e.item_id for e in front}]
+    assert [e.rank for e in after] == list(range(1, len(after) + 1))
+
+
+def test_building_the_cli_imports_neither_crowd_kit_nor_cleanlab() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, labeler.cli as c; c.build_parser();"
+        "print(','.join(m for m in ('crowdkit', 'cleanlab', 'pandas', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
