@@ -307,3 +307,35 @@ def test_building_the_cli_imports_neither_crowd_kit_nor_cleanlab() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+def test_eval_report_compares_annotators_and_gold_checks_the_estimates(tmp_path: Path) -> None:
+    import json
+
+    from labeler.evaluate import evaluate_run
+    from labeler.store import RunStore
+    from labeler.store.rows import Review
+
+    run_dir, truth = make_reviewed_run(tmp_path)
+    store = RunStore.open(run_dir)
+    store.put_reviews([Review(i, "<script>x|y</script>", t, source="csv") for i, t in list(truth.items())[:20]])
+    store.close()
+    out, metrics = evaluate_run(run_dir, n_boot=50)
+    a = metrics["annotators"]
+    by = {q["name"]: q for q in a["annotators"]}
+    assert a["method"] == "dawid_skene" and set(MEMBERS) <= {n.removeprefix("llm:") for n in by}
+    assert by["sloppy"]["worse_than_others"] and not by["ann"]["worse_than_others"]
+    for name in ("ann", "bob", "sloppy"):  # the estimate and the gold check agree within the gold sample's noise
+        q = by[name]
+        assert abs(q["accuracy"]["value"] - q["gold"]["accuracy"]) < 0.15, (name, q)
+    cm = np.array(by["sloppy"]["confusion"])
+    assert np.allclose(cm.sum(axis=1), 1.0) and np.diag(cm).mean() < 0.55
+    assert by["sloppy"]["overprediction"]["sport"] is not None
+    assert a["consensus_gold"]["n"] == 30 and a["consensus_gold"]["accuracy"] >= 0.9
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "## Annotators: LLM members and reviewers side by side" in md and "worse than the others" in md
+    assert "<script>" not in md and "<script>x" not in html and "&lt;script&gt;" in html
+    assert "x\\|y" in md  # a name cannot break the table
+    assert html.rstrip().endswith("</body></html>")
+    assert json.loads((out / "metrics.json").read_text())["annotators"]["method"] == "dawid_skene"

@@ -44,9 +44,11 @@ class AnnotatorQuality:
 
 
 def _wilson(p: float, n: int) -> tuple[float, float]:
-    from labeler.evaluate.intervals import wilson_interval
+    """95% Wilson interval at n answers, p*n of them right (rounded: scipy takes a count)."""
+    from scipy.stats import binomtest
 
-    return wilson_interval(p, n)
+    ci = binomtest(round(p * n), n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def annotator_quality(

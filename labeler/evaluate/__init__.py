@@ -20,6 +20,10 @@ def evaluate_run(
 
     inputs = gather(run_dir, human_file=human_file)
     metrics = build_metrics(inputs, n_boot=n_boot, seed=seed)
+    from labeler.evaluate.annotators import annotator_metrics
+
+    if (a := annotator_metrics(run_dir)) is not None:  # several annotators: each one's quality (labeler.aggregate)
+        metrics["annotators"] = a
     out = out_dir or run_dir / "report"
     write_report(metrics, out)
     return out, metrics
