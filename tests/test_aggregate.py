@@ -312,7 +312,7 @@ def test_building_the_cli_imports_neither_crowd_kit_nor_cleanlab() -> None:
 def test_eval_report_compares_annotators_and_gold_checks_the_estimates(tmp_path: Path) -> None:
     import json
 
-    from labeler.evaluate import evaluate_run
+    from labeler.cli import main
     from labeler.store import RunStore
     from labeler.store.rows import Review
 
@@ -320,8 +320,9 @@ def test_eval_report_compares_annotators_and_gold_checks_the_estimates(tmp_path:
     store = RunStore.open(run_dir)
     store.put_reviews([Review(i, "<script>x|y</script>", t, source="csv") for i, t in list(truth.items())[:20]])
     store.close()
-    out, metrics = evaluate_run(run_dir, n_boot=50)
-    a = metrics["annotators"]
+    assert main(["eval", str(run_dir), "--boot", "50"]) == 0
+    out = run_dir / "report"
+    a = json.loads((out / "metrics.json").read_text())["annotators"]
     by = {q["name"]: q for q in a["annotators"]}
     assert a["method"] == "dawid_skene" and set(MEMBERS) <= {n.removeprefix("llm:") for n in by}
     assert by["sloppy"]["worse_than_others"] and not by["ann"]["worse_than_others"]
@@ -338,4 +339,3 @@ def test_eval_report_compares_annotators_and_gold_checks_the_estimates(tmp_path:
     assert "<script>" not in md and "<script>x" not in html and "&lt;script&gt;" in html
     assert "x\\|y" in md  # a name cannot break the table
     assert html.rstrip().endswith("</body></html>")
-    assert json.loads((out / "metrics.json").read_text())["annotators"]["method"] == "dawid_skene"

@@ -159,10 +159,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from labeler.aggregate.report import annotator_metrics
     from labeler.evaluate import evaluate_run
     from labeler.evaluate.report import summary_sentences
 
-    out, metrics = evaluate_run(args.run_dir, human_file=args.human, out_dir=args.out, n_boot=args.boot, seed=args.seed)
+    extra = {"annotators": annotator_metrics(args.run_dir)}  # LLM members and reviewers side by side
+    out, metrics = evaluate_run(
+        args.run_dir, human_file=args.human, out_dir=args.out, n_boot=args.boot, seed=args.seed, extra=extra
+    )
     for line in summary_sentences(metrics):
         print(line)
     print(f"report: {out / 'report.html'} (also report.md, metrics.json)")

@@ -1,7 +1,9 @@
 """The report's section on annotators: every LLM member and human reviewer side by side, by the consensus
 of all of them (labeler.aggregate, the task's `[aggregate] method`).
 
-    annotator_metrics(run_dir)       ->  metrics["annotators"] (JSON-able; None with fewer than two annotators)
+    labeler.aggregate.report.annotator_metrics(run_dir)  ->  metrics["annotators"] (`labeler eval` passes it
+                                     to evaluate_run as `extra`: labeler.tasktypes imports labeler.evaluate, so
+                                     labeler.evaluate may not import labeler.aggregate, which reads task types)
     insert_section(text, m, fmt)     ->  report.md / report.html with the section added (at the end)
 
 Per annotator: its estimated confusion matrix (row = the consensus's true class, shares of its answers),
@@ -14,65 +16,9 @@ consensus's accuracy on them check the estimates. Names and labels are escaped l
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from labeler.evaluate import escape
-
-
-def annotator_metrics(run_dir: Path, *, method: str | None = None) -> dict[str, Any] | None:
-    from labeler.aggregate import aggregate_config, check_method
-    from labeler.aggregate.collect import consensus_of, read_annotations
-    from labeler.aggregate.quality import consensus_gold_accuracy
-    from labeler.aggregate.status import qualities
-    from labeler.aggregate.table import Consensus
-    from labeler.errors import AggregateError
-    from labeler.store import RunStore
-
-    store = RunStore.open(run_dir)
-    try:
-        cfg = aggregate_config(store.task().raw)
-        try:
-            ra = read_annotations(store)
-        except AggregateError:  # spans: no aggregation
-            return None
-    finally:
-        store.close()
-    names = {a for _, a, _ in ra.triples}
-    if len(names) < 2:
-        return None
-    method = check_method(method or cfg.method)
-    notes = []
-    try:
-        qs = qualities(ra, method)
-        c = consensus_of(ra, method)
-    except AggregateError as exc:  # crowdlab without overlap: say so and use Dawid–Skene
-        notes.append(f"{method}: {exc}; shown by dawid_skene instead")
-        method = "dawid_skene"
-        qs = qualities(ra, method)
-        c = consensus_of(ra, method)
-    gold_acc, gold_n = consensus_gold_accuracy(c, ra.gold) if isinstance(c, Consensus) else (None, 0)
-    return {
-        "method": method,
-        "kind": ra.kind,
-        "classes": list(ra.labels),
-        "consensus_gold": {"accuracy": gold_acc, "n": gold_n},
-        "notes": notes,
-        "annotators": [
-            {
-                "name": q.name,
-                "kind": "reviewer" if q.name in ra.humans else "LLM",
-                "n": q.n,
-                "accuracy": {"value": q.accuracy, "low": q.low, "high": q.high},
-                "confusion": [[float(x) for x in row] for row in q.confusion] if ra.kind == "single" else None,
-                "overprediction": dict(q.overprediction),
-                "others_accuracy": q.others_accuracy,
-                "worse_than_others": q.worse_than_others,
-                "gold": {"accuracy": q.gold_accuracy, "n": q.gold_n},
-            }
-            for q in qs
-        ],
-    }
 
 
 def _p(x: Any) -> str:
