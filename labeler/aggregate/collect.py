@@ -92,7 +92,8 @@ def read_annotations(store: RunStore) -> RunAnnotations:
 
     method = task.confidence.methods[0] if task.confidence.methods else "logprob"
     items: list[str] = []
-    triples: list[tuple[str, str, Any]] = []
+    triples: list[tuple[str, str, Any]] = []  # reviewers' answers first (a vote's tie goes to the first annotator)
+    llm: list[tuple[str, str, Any]] = []
     members: dict[str, None] = {}
     probs = []
     for rec in records(store):
@@ -104,7 +105,7 @@ def read_annotations(store: RunStore) -> RunAnnotations:
             value = read(lab)
             if value is not None:
                 members.setdefault(LLM_PREFIX + name, None)
-                triples.append((rec.id, LLM_PREFIX + name, value))
+                llm.append((rec.id, LLM_PREFIX + name, value))
     known = set(items)
     humans: dict[str, None] = {}
     adjudicated: dict[str, Any] = {}
@@ -120,6 +121,7 @@ def read_annotations(store: RunStore) -> RunAnnotations:
             else:
                 humans.setdefault(r.reviewer, None)
                 triples.append((item_id, r.reviewer, value))
+    triples.extend(llm)
     gold = {i: v for i, g in store.gold_labels().items() if i in known and (v := read(g)) is not None}
     k = len(labels)
     return RunAnnotations(
