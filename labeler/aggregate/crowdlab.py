@@ -32,7 +32,7 @@ def crowdlab(ann: Annotations, probs: np.ndarray, *, humans: Sequence[str]) -> C
     if len(cols) < 2 or int((np.sum(~np.isnan(human), axis=1) >= 2).sum()) == 0:
         raise AggregateError(
             "crowdlab needs items answered by two or more human reviewers; review with --overlap 2, "
-            "or set [aggregate] method = \"dawid_skene\""
+            "or aggregate with dawid_skene"
         )
     keep = ~np.isnan(human[has]).all(axis=0)  # cleanlab refuses an annotator without an answer
     labels = human[has][:, keep]

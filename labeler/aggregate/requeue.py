@@ -5,7 +5,8 @@ candidates are the items with at least one answer, not adjudicated, whose consen
 `[aggregate] uncertain_below`, least certain first. They move to the front of the queue with the reason
 `more_reviews` (an item already queued keeps its reasons, its audit flag and its inclusion probability;
 the audit is not redrawn); the rest of the queue follows in its order. The terminal review shows a reviewer
-only the items they have not answered, and the tools' overlap sends each to someone new.
+only the items they have not answered. `labeler review push` sends a tool only the items its project does
+not have yet: for items already in a Label Studio or Argilla project, raise their overlap there.
 """
 
 from __future__ import annotations

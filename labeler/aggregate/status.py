@@ -95,6 +95,8 @@ def format_status(s: ReviewStatus) -> str:
             f"  {visible(q.name)} ({kind}): {q.n} answers, accuracy {q.accuracy:.1%} "
             f"({q.low:.1%}–{q.high:.1%}){gold}{flag}"
         )
+    if not s.humans:
+        lines.append("no reviewer has answered yet: the estimates compare the LLM members with each other only")
     if s.flagged:
         lines.append(
             f"{len(s.flagged)} reviewer(s) below {s.min_accuracy:.0%}: check their answers, or weigh them by "
