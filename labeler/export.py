@@ -148,7 +148,7 @@ def export_run(
     fmt = fmt or out.suffix.lstrip(".").lower()
     store = RunStore.open(run_dir)
     try:
-        if store.reviews() or consensus:  # humans have labeled part of the run: the final dataset, with a source
+        if store.reviews() or consensus:  # reviews or a consensus: the final dataset, with a source column
             from labeler.review.dataset import with_human_labels
 
             agg = None

@@ -395,3 +395,13 @@ def test_multi_label_run_export_consensus_and_status(tmp_path: Path, capsys: pyt
     status = capsys.readouterr().out
     flagged = [ln.split(" (")[0].strip() for ln in status.splitlines() if "FLAGGED" in ln]
     assert flagged == ["sloppy"]
+
+
+def test_the_human_rule_in_aggregation_mode() -> None:
+    from labeler.humans import HumanLabel, decide
+
+    votes = {"ann": "a", "bob": "a"}
+    assert decide(votes, consensus=("b", 0.7)) == HumanLabel("b", "consensus", False, votes, None, 0.7)
+    assert decide(votes, adjudication="c", consensus=("b", 0.7)).label == "c"  # an adjudication still settles
+    assert decide({}, consensus=("b", 0.6)).source == "consensus"  # LLM members alone
+    assert decide(votes).label == "a" and decide(votes).posterior is None  # the plain rule is unchanged
