@@ -1,7 +1,10 @@
 """Vote vs Dawid–Skene vs CROWDLAB (and GLAD, MACE with --all) on the bundled corpus: LLM members and
 simulated reviewers of known quality, the consensus scored against the corpus's own labels.
 
-    python eval/aggregate.py [--seeds 20] [--all]
+    python eval/aggregate.py [--seeds 20] [--all] [--cli]
+
+With --cli, seed 0 of the second scenario also goes through a run store and the command line (`labeler
+export --consensus METHOD` for each method, then `labeler review status`), which must give the same accuracies.
 
 The corpus is data/bbc_news/items.csv (300 BBC News items, 5 topics; task tasks/news_topic.toml). The two
 LLM members are simulated from the embedded model's measured confusion matrix on this corpus
@@ -88,13 +91,65 @@ def scenario(labels: list[str], truth: np.ndarray, cm: np.ndarray, seed: int, sh
         names.append(name)
         dists.append(dist)
     ann = Annotations(tuple(map(str, range(n))), tuple(names), tuple(labels), np.stack(cols, axis=1))
-    return ann, np.mean(dists, axis=0), tuple(REVIEWERS)
+    return ann, np.mean(dists, axis=0), tuple(REVIEWERS), dists
+
+
+def through_the_cli(labels: list[str], truth: np.ndarray, cm: np.ndarray, methods: list[str]) -> None:
+    """Seed 0 of the 30% scenario written into a run store, then `labeler export --consensus` per method."""
+    import tempfile
+
+    from labeler.cli import main as cli
+    from labeler.confidence.run import combine_run
+    from labeler.config import load_config
+    from labeler.inputs import Row
+    from labeler.store import RunStore
+    from labeler.store.rows import Review
+    from labeler.types import Item, ItemResult
+
+    with (ROOT / "data/bbc_news/items.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    ann, _, _, dists = scenario(labels, truth, cm, 0, 0.3)
+    task = load_config(ROOT / "tasks/news_topic.toml", env={})
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        members = ["A", "B"]
+        manifest = {
+            "run_id": "aggregate-eval", "labels": labels, "config_path": str(task.path), "config": dict(task.raw),
+            "members": [{"name": m, "template_hash": "sim", "endpoint": {"model": "simulated"}} for m in members],
+        }
+        store = RunStore.create(run_dir, manifest)
+        store.ingest([Row(Item(r["id"], r["text"], k + 1)) for k, r in enumerate(rows)], members=members)
+        reviews = []
+        for i, r in enumerate(rows):
+            for j, name in enumerate(ann.annotators):
+                k = int(ann.labels[i, j])
+                if k < 0:
+                    continue
+                if name.startswith("llm:"):
+                    dist = dict(zip(labels, map(float, dists[members.index(name[4:])][i]), strict=True))
+                    store.put_result(
+                        ItemResult(r["id"], name[4:], "labeled", label=labels[k], confidence=dist[labels[k]],
+                                   distributions={"logprob": dist})
+                    )
+                else:
+                    reviews.append(Review(r["id"], name, labels[k], source="simulated"))
+        store.put_reviews(reviews)
+        combine_run(store, task)
+        store.close()
+        gold = {r["id"]: r["label"] for r in rows}
+        for m in methods:
+            out = Path(tmp) / f"{m}.jsonl"
+            cli(["export", str(run_dir), "--out", str(out), "--consensus", m])
+            got = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+            print(f"  through the CLI, seed 0: {m} {100 * np.mean([g['label'] == gold[g['id']] for g in got]):.1f}%")
+        cli(["review", "status", str(run_dir)])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--all", action="store_true", help="also GLAD and MACE (crowd-kit; slow)")
+    ap.add_argument("--cli", action="store_true", help="also seed 0 through a run store and the command line")
     args = ap.parse_args()
     labels, truth, cm = load()
     methods = ["vote", "dawid_skene", "crowdlab"] + (["glad", "mace"] if args.all else [])
@@ -105,7 +160,7 @@ def main() -> None:
         acc: dict[str, list[float]] = {m: [] for m in methods}
         alone, secs = [], dict.fromkeys(methods, 0.0)
         for seed in range(args.seeds):
-            ann, probs, humans = scenario(labels, truth, cm, seed, share)
+            ann, probs, humans, _ = scenario(labels, truth, cm, seed, share)
             alone.append(float((ann.labels[:, ann.annotators.index("llm:A")] == truth).mean()))
             for m in methods:
                 t = time.perf_counter()
@@ -115,6 +170,10 @@ def main() -> None:
         cells = [f"{100 * np.mean(acc[m]):.1f}% (±{100 * np.std(acc[m]):.1f})" for m in methods]
         print(f"| {title} | {100 * np.mean(alone):.1f}% | " + " | ".join(cells) + " |")
         print("  seconds per fit: " + ", ".join(f"{m} {secs[m] / args.seeds:.2f}" for m in methods), file=sys.stderr)
+        if share < 1.0:
+            print("  seed 0: " + ", ".join(f"{m} {100 * acc[m][0]:.1f}%" for m in methods))
+    if args.cli:
+        through_the_cli(labels, truth, cm, methods)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ def aggregate(
 
         if probs is None:
             raise AggregateError("crowdlab needs the LLM's distribution per item; this run stores none")
-        return crowdlab(ann, probs, humans=humans)
+        return crowdlab(ann, probs, humans=humans, seed=seed)
     if method == "dawid_skene":
         from labeler.aggregate.dawid_skene import dawid_skene
 

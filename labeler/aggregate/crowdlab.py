@@ -10,6 +10,7 @@ posterior is CROWDLAB's weighted average of the model's distribution and the ann
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from labeler.aggregate.table import Annotations, Consensus, finish
 from labeler.errors import AggregateError
 
 
-def crowdlab(ann: Annotations, probs: np.ndarray, *, humans: Sequence[str]) -> Consensus:
+def crowdlab(ann: Annotations, probs: np.ndarray, *, humans: Sequence[str], seed: int = 0) -> Consensus:
     """`probs`: (n, K) the model's distribution per item (rows sum to 1); `humans`: the annotators cleanlab
     weighs (the others, LLM members, get confusion matrices only)."""
     from cleanlab.multiannotator import get_label_quality_multiannotator
@@ -36,10 +37,17 @@ def crowdlab(ann: Annotations, probs: np.ndarray, *, humans: Sequence[str]) -> C
         )
     keep = ~np.isnan(human[has]).all(axis=0)  # cleanlab refuses an annotator without an answer
     labels = human[has][:, keep]
-    result = get_label_quality_multiannotator(
-        labels, probs[has], verbose=False, return_detailed_quality=False, return_annotator_stats=False,
-        return_weights=True,
-    )
+    state = np.random.get_state()  # cleanlab breaks a last tie of its majority vote with np.random.choice:
+    np.random.seed(seed)  # seeded here, so the consensus is reproducible, and the caller's state is restored
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="breaking ties of examples", category=UserWarning)
+            result = get_label_quality_multiannotator(
+                labels, probs[has], verbose=False, return_detailed_quality=False, return_annotator_stats=False,
+                return_weights=True,
+            )
+    finally:
+        np.random.set_state(state)
     post = probs.copy()
     post[has] = _posterior(labels, probs[has], result)
     return finish("crowdlab", ann, post)
