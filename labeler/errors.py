@@ -11,6 +11,7 @@
     ├── ReviewError              a review tool's file or answer cannot be read or does not fit the run
     ├── StudyError               the cost/quality study cannot run on this input (too few human labels, ...)
     ├── TuneError                tuning cannot start: too few human labels, or a run without the answers it needs
+    ├── AggregateError           the annotations cannot be aggregated by the chosen method (too little overlap)
     └── BackendError             a model server answered with an error
         ├── RetryableError       transient: 429, 5xx, timeout, dropped connection, garbled body
         ├── FatalError           will not get better by retrying: 400, 401, 403, 404, ...
@@ -65,6 +66,10 @@ class StudyError(LabelerError):
 
 class TuneError(LabelerError):
     """Tuning cannot start: too few human labels, or a run without the answers it needs."""
+
+
+class AggregateError(LabelerError):
+    """The chosen aggregation method cannot run on these annotations (e.g. CROWDLAB without overlap)."""
 
 
 class BackendError(LabelerError):

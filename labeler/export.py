@@ -141,14 +141,23 @@ def _settle_nulls(schema: Any) -> Any:
     return pa.schema(fields)
 
 
-def export_run(run_dir: Path, out: Path, fmt: str | None = None, *, with_text: bool = False) -> int:
+def export_run(
+    run_dir: Path, out: Path, fmt: str | None = None, *, with_text: bool = False, consensus: str | None = None
+) -> int:
+    """`consensus`: an aggregation method (labeler.aggregate) deciding each item's label from every annotator."""
     fmt = fmt or out.suffix.lstrip(".").lower()
     store = RunStore.open(run_dir)
     try:
-        if store.reviews():  # humans have labeled part of the run: the final dataset, with a source column
+        if store.reviews() or consensus:  # reviews or a consensus: the final dataset, with a source column
             from labeler.review.dataset import with_human_labels
 
-            return write_rows(with_human_labels(store, item_rows(store, with_text=with_text)), out, fmt)
+            agg = None
+            if consensus:
+                from labeler.aggregate.collect import encoded_consensus
+
+                agg = encoded_consensus(store, consensus)
+            rows = with_human_labels(store, item_rows(store, with_text=with_text), consensus=agg, method=consensus)
+            return write_rows(rows, out, fmt)
         return write_rows(item_rows(store, with_text=with_text), out, fmt)
     finally:
         store.close()

@@ -10,6 +10,12 @@ and the input's gold column (as the reviewer "gold"). The rule:
     Ties stay flagged (tie=True), so they can be adjudicated; an adjudication then replaces the choice and
 settles the tie (tie=False; the votes stay visible).
 
+Aggregation is the rule's other mode (`labeler export --consensus METHOD`, labeler.aggregate): an
+adjudication still settles the item; otherwise the consensus of every annotator of the item (each LLM
+member and each reviewer, weighed by the method's estimate of their confusion matrices) decides, with its
+posterior, source "consensus". The caller computes the consensus (labeler.aggregate.collect) and passes
+item -> (label, posterior); the order of precedence is decided here.
+
 The final dataset and the evaluation reference both use this rule, so they agree on every item. Why not
 leave tied items without a label, or break ties by label order or by the LLM's label: dropping them would
 take exactly the hard items out of the random audit (biasing it), label order is arbitrary, and the
@@ -33,20 +39,26 @@ class HumanLabel:
     """The human verdict on one item. `label` None: nobody labeled it. tie: the votes tied (see the rule)."""
 
     label: str | None
-    source: str | None  # "adjudicated", "human" (reviewers decided), "gold" (only the gold column), None
+    source: str | None  # "adjudicated", "human" (reviewers decided), "gold" (only the gold column), "consensus", None
     tie: bool
     votes: Mapping[str, str] = field(default_factory=dict)  # reviewer -> label in answer order (no adjudications)
     adjudication: str | None = None
+    posterior: float | None = None  # the consensus posterior of `label` (aggregation mode only)
 
 
-def decide(votes: Mapping[str, str], *, adjudication: str | None = None) -> HumanLabel:
-    """Apply the rule of the module docstring to one item's votes (reviewer -> label)."""
+def decide(
+    votes: Mapping[str, str], *, adjudication: str | None = None, consensus: tuple[str, float] | None = None
+) -> HumanLabel:
+    """Apply the rule of the module docstring to one item's votes (reviewer -> label); with `consensus`
+    (label, posterior) the aggregation mode: adjudication, else the consensus."""
     counts = Counter(votes.values())
     top = max(counts.values()) if counts else 0
     tied = [v for v, c in counts.items() if c == top]
     tie = len(tied) > 1
     if adjudication is not None:
         return HumanLabel(adjudication, "adjudicated", False, dict(votes), adjudication)  # settled: no tie
+    if consensus is not None:
+        return HumanLabel(consensus[0], "consensus", False, dict(votes), None, consensus[1])
     if not counts:
         return HumanLabel(None, None, False, {})
     if not tie:
@@ -79,10 +91,12 @@ def read_humans(
     *,
     extra: Iterable[tuple[str, str, str]] = (),
     use_gold: bool = True,
+    consensus: Mapping[str, tuple[str, float]] | None = None,
 ) -> RunHumans:
     """The run's human labels: its reviews, its gold column (unless use_gold=False) and `extra`
     (item id, reviewer, label) triples, e.g. from `labeler eval --human FILE`. Labels are matched to the
-    label set case-insensitively and stored as the config spells them; the rest are counted, not used."""
+    label set case-insensitively and stored as the config spells them; the rest are counted, not used.
+    `consensus` (item -> (label, posterior)) switches to the aggregation mode for the items it names."""
     canon = {lab.lower(): lab for lab in labels}
     ids = store.item_ids()
     votes: dict[str, dict[str, str]] = {}
@@ -121,7 +135,9 @@ def read_humans(
         lab = add(item_id, reviewer, label)
         if lab is not None:
             votes.setdefault(item_id, {})[reviewer] = lab
+    agg = consensus or {}
     verdicts = {
-        i: decide(votes.get(i, {}), adjudication=adjudicated.get(i)) for i in sorted(set(votes) | set(adjudicated))
+        i: decide(votes.get(i, {}), adjudication=adjudicated.get(i), consensus=agg.get(i))
+        for i in sorted(set(votes) | set(adjudicated) | set(agg))
     }
     return RunHumans(verdicts, {i: tuple(r) for i, r in reasons.items()}, dict(unknown), missing)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from labeler import __version__
+from labeler.aggregate import METHODS
 from labeler.cli import batch, humans, study, tune
 from labeler.errors import LabelerError
 from labeler.store.db import DatabaseError
@@ -76,8 +77,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from labeler.export import export_run
 
-    n = export_run(args.run_dir, args.out, args.format, with_text=args.with_text)
-    print(f"wrote {n} rows to {args.out}")
+    n = export_run(args.run_dir, args.out, args.format, with_text=args.with_text, consensus=args.consensus)
+    print(f"wrote {n} rows to {args.out}" + (f" (label: the {args.consensus} consensus)" if args.consensus else ""))
     return 0
 
 
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=["csv", "jsonl", "parquet"])
     sp.add_argument("--out", type=Path, required=True)
     sp.add_argument("--with-text", action="store_true", help="include the item text")
+    sp.add_argument("--consensus", choices=METHODS, help="label = the consensus of every LLM member and reviewer")
 
     sp = add("setup", cmd_setup, "install llama-server and the embedded model(s), once")
     sp.add_argument("--model", action="append", default=None, help="embedded model to install (default: gemma3-270m)")

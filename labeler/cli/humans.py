@@ -10,6 +10,7 @@ import getpass
 from pathlib import Path
 from typing import Any
 
+from labeler.aggregate import METHODS
 from labeler.cli import review_live, review_serve
 from labeler.cli.study import STRATEGIES
 from labeler.config import CONFIDENCE_METHODS
@@ -28,6 +29,11 @@ you measure accuracy on that corpus."""
 
 # --- route -------------------------------------------------------------------------------------------
 def cmd_route(args: argparse.Namespace) -> int:
+    if args.more_reviews is not None:  # the queue is kept; the least certain consensus items go to the front
+        from labeler.aggregate.requeue import format_more_reviews, more_reviews
+
+        print(format_more_reviews(more_reviews(args.run_dir, args.more_reviews, method=args.consensus)))
+        return 0
     from labeler.review.router import format_plan, route_run
 
     p, review = route_run(
@@ -112,6 +118,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from labeler.aggregate.status import format_status, review_status
+
+    print(format_status(review_status(args.run_dir, method=args.consensus, min_accuracy=args.min_accuracy)))
+    return 0
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from labeler.review.promote import promote
 
@@ -147,10 +160,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from labeler.aggregate.report import annotator_metrics
     from labeler.evaluate.report import summary_sentences
     from labeler.evaluate.run import evaluate_run
 
-    out, metrics = evaluate_run(args.run_dir, human_file=args.human, out_dir=args.out, n_boot=args.boot, seed=args.seed)
+    out, metrics = evaluate_run(
+        args.run_dir, human_file=args.human, out_dir=args.out, n_boot=args.boot, seed=args.seed,
+        extra=lambda: {"annotators": annotator_metrics(args.run_dir)},  # LLM members and reviewers side by side
+    )
     for line in metrics.get("summary") or summary_sentences(metrics):
         print(line)
     print(f"report: {out / 'report.html'} (also report.md, metrics.json)")
@@ -174,6 +191,14 @@ def register(sub: Any) -> None:
         f"human labels so far (not audit items; they count against the budget): {', '.join(STRATEGIES)}",
     )
     sp.add_argument("--batch", type=int, default=20, help="active-learning picks with --strategy (default 20)")
+    sp.add_argument(
+        "--more-reviews",
+        type=int,
+        metavar="N",
+        help="instead of routing: move the N items whose consensus of LLM members and reviewers is least "
+        "certain (posterior below aggregate.uncertain_below) to the front of the queue for another reviewer",
+    )
+    sp.add_argument("--consensus", choices=METHODS, help="aggregation method (default: aggregate.method)")
     sp.set_defaults(fn=cmd_route)
 
     desc = "send routed items to humans and bring their labels back"
@@ -222,6 +247,12 @@ def register(sub: Any) -> None:
     sp.add_argument("--format", choices=["csv", "jsonl", "parquet"])
     sp.add_argument("--with-text", action="store_true")
     sp.set_defaults(fn=cmd_merge)
+
+    sp = rsub.add_parser("status", help="queue progress and each reviewer's estimated accuracy; flags weak reviewers")
+    sp.add_argument("run_dir", type=Path)
+    sp.add_argument("--consensus", choices=METHODS, help="aggregation method (default: aggregate.method)")
+    sp.add_argument("--min-accuracy", type=float, help="flag reviewers below this (default: aggregate.min_accuracy)")
+    sp.set_defaults(fn=cmd_status)
 
     sp = rsub.add_parser(
         "promote",

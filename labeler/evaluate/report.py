@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from labeler.evaluate import escape, report_plots
+from labeler.evaluate import annotators, escape, report_plots
 from labeler.evaluate.formatting import ci, est, money, num, ok, pct, short
 from labeler.evaluate.prose import band_items, calibration_direction, summary_sentences
 
@@ -87,6 +87,7 @@ def render(
             reviewers=reviewers,
         )
     )
+    text = annotators.insert_section(text, m, fmt)  # the annotators section (labeler.evaluate.annotators)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 

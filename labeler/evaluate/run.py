@@ -18,14 +18,20 @@ from typing import Any
 from labeler.store import RunStore
 from labeler.tasktypes.registry import for_task
 
+Extra = Callable[[], dict[str, Any]] | None
 
-def _single(run_dir: Path, human_file: Path | None, out: Path, n_boot: int, seed: int) -> dict[str, Any]:
+
+def _single(run_dir: Path, human_file: Path | None, out: Path, n_boot: int, seed: int, extra: Extra) -> dict[str, Any]:
     from labeler import evaluate
 
-    return evaluate.evaluate_run(run_dir, human_file=human_file, out_dir=out, n_boot=n_boot, seed=seed)[1]
+    more = extra() if extra else None
+    return evaluate.evaluate_run(run_dir, human_file=human_file, out_dir=out, n_boot=n_boot, seed=seed, extra=more)[1]
 
 
-def _annotations(run_dir: Path, human_file: Path | None, out: Path, n_boot: int, seed: int) -> dict[str, Any]:
+def _annotations(
+    run_dir: Path, human_file: Path | None, out: Path, n_boot: int, seed: int, extra: Extra
+) -> dict[str, Any]:
+    """`extra` (the single-label report's further sections) does not apply: these reports have their own."""
     from labeler.evaluate.annotation_metrics import build_annotation_metrics
     from labeler.evaluate.annotation_report import summary_sentences, write_report
     from labeler.evaluate.annotations import gather_annotations
@@ -35,7 +41,7 @@ def _annotations(run_dir: Path, human_file: Path | None, out: Path, n_boot: int,
     return metrics | {"summary": summary_sentences(metrics)}
 
 
-PIPELINES: dict[str, Callable[[Path, Path | None, Path, int, int], dict[str, Any]]] = {
+PIPELINES: dict[str, Callable[[Path, Path | None, Path, int, int, Extra], dict[str, Any]]] = {
     "single": _single,
     "multi_label": _annotations,
     "spans": _annotations,
@@ -43,13 +49,20 @@ PIPELINES: dict[str, Callable[[Path, Path | None, Path, int, int], dict[str, Any
 
 
 def evaluate_run(
-    run_dir: Path, *, human_file: Path | None = None, out_dir: Path | None = None, n_boot: int = 1000, seed: int = 0
+    run_dir: Path,
+    *,
+    human_file: Path | None = None,
+    out_dir: Path | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    extra: Extra = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Evaluate the run in run_dir and write its report (default run_dir/report). Returns (report dir, metrics)."""
+    """Evaluate the run in run_dir and write its report (default run_dir/report). Returns (report dir, metrics).
+    `extra` gives further sections of a single-label report when called (the annotators' table)."""
     store = RunStore.open(run_dir)
     try:
         kind = for_task(store.task())
     finally:
         store.close()
     out = out_dir or run_dir / "report"
-    return out, PIPELINES[kind.name](run_dir, human_file, out, n_boot, seed)
+    return out, PIPELINES[kind.name](run_dir, human_file, out, n_boot, seed, extra)

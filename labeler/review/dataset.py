@@ -11,6 +11,10 @@ counted), correction_reasons (JSON list), reviewer_reasons and notes (JSON revie
 and the note exactly as the reviewer wrote it), routing_reasons (JSON list, [] when not routed), audit,
 inclusion_prob; then the export's columns of the item (labeler.export.item_rows: confidence, status,
 provenance, ...). `labeler.review.merge` puts the two together (final_rows, merge_run).
+
+With `consensus` (`labeler export --consensus METHOD`: item -> (label, posterior) from labeler.aggregate),
+labeler.humans' aggregation mode decides `label` (source "consensus" unless adjudicated), `human_label`
+stays the reviewers' verdict by the plain rule, and `consensus_method`, `consensus_posterior` are added.
 """
 
 from __future__ import annotations
@@ -25,11 +29,18 @@ from labeler.store import RunStore
 from labeler.store.rows import Review
 
 
-def with_human_labels(store: RunStore, export_rows: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+def with_human_labels(
+    store: RunStore,
+    export_rows: Iterable[Mapping[str, Any]],
+    *,
+    consensus: Mapping[str, tuple[str, float]] | None = None,
+    method: str | None = None,
+) -> Iterator[dict[str, Any]]:
     """The final dataset's rows: each of `export_rows` (labeler.export.item_rows of `store`, one per
     ItemRecord in input order) with the human verdict and the routing columns in front (see the module
     docstring). Taking the export's rows as an argument keeps this module below labeler.export."""
     humans = read_humans(store, store.task().label_names)
+    final = humans if consensus is None else read_humans(store, store.task().label_names, consensus=consensus)
     queue = {e.item_id: e for e in store.queue()}
     reviews = store.reviews()
     for rec, row in zip(records(store), export_rows, strict=True):
@@ -41,11 +52,12 @@ def with_human_labels(store: RunStore, export_rows: Iterable[Mapping[str, Any]])
         if verdict is not None and verdict.adjudication is not None:
             votes["adjudicated"] = verdict.adjudication
         human = None if verdict is None else verdict.label
+        decided = final.verdicts.get(rec.id)
         q = queue.get(rec.id)
         out: dict[str, Any] = {
             "id": rec.id,
-            "label": human if human is not None else rec.label,
-            "source": (verdict.source if verdict is not None else None) or "llm",
+            "label": decided.label if decided is not None and decided.label is not None else rec.label,
+            "source": (decided.source if decided is not None else None) or "llm",
             "tie": bool(verdict is not None and verdict.tie),
             "llm_label": rec.label,
             "human_label": human,
@@ -58,6 +70,9 @@ def with_human_labels(store: RunStore, export_rows: Iterable[Mapping[str, Any]])
             "audit": q.audit if q is not None else False,
             "inclusion_prob": q.inclusion_prob if q is not None else None,
         }
+        if consensus is not None:
+            out["consensus_method"] = method
+            out["consensus_posterior"] = None if decided is None else decided.posterior
         out.update({k: v for k, v in row.items() if k not in ("id", "label")})
         yield out
 

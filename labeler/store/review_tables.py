@@ -92,6 +92,11 @@ class ReviewTables(Tables):
             for r in rows
         ]
 
+    def audit_seed(self) -> int | None:
+        """The seed the stored audit was drawn with (None without an audit)."""
+        row = self.conn.execute("SELECT seed FROM audit_strata LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
+
     def audit_strata(self) -> list[Stratum]:
         return [
             Stratum(r["stratum"], int(r["population"]), int(r["sampled"]))

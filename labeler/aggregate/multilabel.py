@@ -1,0 +1,71 @@
+"""Multi-label tasks: each label is its own yes/no question, aggregated by the chosen method over the
+annotators who answered the item (an annotator who gave the item a label set says "yes" to the labels in
+it and "no" to the rest). The consensus set holds the labels whose posterior of "yes" is at least 0.5; an
+item's posterior is that of its least certain label decision (what routing needs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from labeler.aggregate.table import Annotations, Consensus
+
+NO, YES = "no", "yes"
+
+
+@dataclass(frozen=True)
+class MultiConsensus:
+    method: str
+    items: tuple[str, ...]
+    per_label: Mapping[str, Consensus]  # label -> the consensus of its yes/no question (classes ("no", "yes"))
+
+    def p_yes(self) -> dict[str, np.ndarray]:
+        return {lab: c.posterior[:, 1] for lab, c in self.per_label.items()}
+
+    @property
+    def label_sets(self) -> tuple[tuple[str, ...], ...]:
+        yes = self.p_yes()
+        return tuple(tuple(lab for lab in self.per_label if yes[lab][i] >= 0.5) for i in range(len(self.items)))
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(n,) the posterior of the least certain label decision of each item."""
+        stacked = np.stack([c.confidence for c in self.per_label.values()], axis=1)
+        return stacked.min(axis=1)
+
+    def by_item(self) -> dict[str, tuple[tuple[str, ...], float]]:
+        return dict(zip(self.items, zip(self.label_sets, map(float, self.confidence), strict=True), strict=True))
+
+
+def binary_annotations(
+    triples: Iterable[tuple[str, str, Sequence[str]]], labels: Sequence[str], *, items: Sequence[str] = ()
+) -> dict[str, Annotations]:
+    """label -> Annotations of its yes/no question from (item, annotator, label set) triples."""
+    rows = list(triples)
+    out = {}
+    for lab in labels:
+        out[lab] = Annotations.from_triples(
+            ((i, a, YES if lab in set(s) else NO) for i, a, s in rows), (NO, YES), items=items
+        )
+    return out
+
+
+def aggregate_multilabel(
+    triples: Iterable[tuple[str, str, Sequence[str]]],
+    labels: Sequence[str],
+    method: str,
+    *,
+    items: Sequence[str] = (),
+    seed: int = 0,
+) -> MultiConsensus:
+    """Each label of a multi-label task aggregated as a yes/no question by `method` (not crowdlab, which
+    needs the LLM's per-label probability: use vote or dawid_skene)."""
+    from labeler.aggregate import aggregate
+
+    per = binary_annotations(triples, labels, items=items)
+    if not per:
+        return MultiConsensus(method, tuple(items), {})
+    first = next(iter(per.values()))
+    return MultiConsensus(method, first.items, {lab: aggregate(a, method, seed=seed) for lab, a in per.items()})
