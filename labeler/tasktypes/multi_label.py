@@ -33,6 +33,7 @@ class MultiLabel:
     min_labels: int = 0
     max_labels: int | None = None
     name: str = "multi_label"
+    elementwise: bool = True
 
     def response_format(self, words: Sequence[str]) -> dict[str, Any]:
         array: dict[str, Any] = {"type": "array", "items": {"type": "string", "enum": list(words)},
