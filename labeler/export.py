@@ -8,6 +8,12 @@ run_id, cached, tokens, cost), the per-method confidences, flags, the ensemble's
 corrected (the label before the run's bias correction, and whether the correction changed it), gold
 when the input had it, and raw (the model's output, for failed items). Every row has the same columns.
 With several members, the row carries each member's label as label__<member> as well.
+
+Multi-label and span tasks (labeler.tasktypes): the label columns (label, ensemble_label, raw_label,
+label__<member>, and in the final dataset llm_label and human_label) hold the annotation itself — in
+JSONL and Parquet a list column (multi_label: a list of label names; spans: a list of {start, end, type,
+text} structs, code-point offsets), in CSV one cell (label names joined by "; ", spans as a JSON list).
+The run store keeps them encoded (`TaskType.encode`); `list_rows` decodes them for the file.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,8 @@ from labeler.errors import LabelerError
 from labeler.record import records
 from labeler.safe_text import csv_cell, visible
 from labeler.store import RunStore
+from labeler.tasktypes import TaskType
+from labeler.tasktypes.registry import for_task
 
 FORMATS = ("csv", "jsonl", "parquet")
 NUMERIC_COLUMNS = frozenset(
@@ -81,8 +89,31 @@ def item_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str,
         yield out
 
 
-def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str) -> int:
-    """Write dict rows to `out` in `fmt`, streaming. Returns the number of rows."""
+LABEL_COLUMNS = frozenset({"label", "ensemble_label", "raw_label", "llm_label", "human_label"})
+
+
+def _is_label_column(name: str) -> bool:
+    return name in LABEL_COLUMNS or name.startswith("label__")
+
+
+def list_rows(rows: Iterable[dict[str, Any]], kind: TaskType, *, cells: bool = False) -> Iterator[dict[str, Any]]:
+    """`rows` with their label columns decoded from the store's text to plain lists (JSON's shape of
+    `TaskType.encode`: names, or start/end/type/text objects); None stays None. `cells`: as CSV cells for
+    people instead (label names joined by "; ", spans as one JSON list)."""
+    join = cells and kind.name == "multi_label"
+    for row in rows:
+        out = dict(row)
+        for k, v in row.items():
+            if v is None or not _is_label_column(k):
+                continue
+            plain = json.loads(str(kind.encode(kind.decode(v))))  # checked: a malformed text raises, naming it
+            out[k] = "; ".join(plain) if join else json.dumps(plain, ensure_ascii=False) if cells else plain
+        yield out
+
+
+def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str, *, list_item: Any = None) -> int:
+    """Write dict rows to `out` in `fmt`, streaming. Returns the number of rows. `list_item`: the Arrow type of
+    one element of the label columns when they hold lists (Parquet's schema, even where a chunk has none)."""
     if fmt not in FORMATS:
         raise LabelerError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +149,7 @@ def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str) -> int:
                     break
                 table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in chunk])
                 if writer is None:
-                    writer = pq.ParquetWriter(out, _settle_nulls(table.schema))
+                    writer = pq.ParquetWriter(out, _settle_nulls(table.schema, list_item))
                 writer.write_table(table.cast(writer.schema))
                 n += len(chunk)
         finally:
@@ -127,14 +158,17 @@ def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str) -> int:
     return n
 
 
-def _settle_nulls(schema: Any) -> Any:
+def _settle_nulls(schema: Any, list_item: Any = None) -> Any:
     """A column that is empty in the first chunk has Arrow type null, to which later values cannot be
-    cast: make it float64 (confidences, cost) or string (everything else)."""
+    cast: make it float64 (confidences, cost) or string (everything else); label columns of lists get
+    the list type of `list_item` (also where the first chunk held only empty lists)."""
     import pyarrow as pa
 
     fields = []
     for f in schema:
-        if pa.types.is_null(f.type):
+        if list_item is not None and _is_label_column(f.name):
+            f = pa.field(f.name, pa.list_(list_item))
+        elif pa.types.is_null(f.type):
             numeric = f.name in NUMERIC_COLUMNS or f.name.startswith("conf_")
             f = pa.field(f.name, pa.float64() if numeric else pa.string())
         fields.append(f)
@@ -145,10 +179,28 @@ def export_run(run_dir: Path, out: Path, fmt: str | None = None, *, with_text: b
     fmt = fmt or out.suffix.lstrip(".").lower()
     store = RunStore.open(run_dir)
     try:
+        rows: Iterator[dict[str, Any]] = item_rows(store, with_text=with_text)
         if store.reviews():  # humans have labeled part of the run: the final dataset, with a source column
             from labeler.review.dataset import with_human_labels
 
-            return write_rows(with_human_labels(store, item_rows(store, with_text=with_text)), out, fmt)
-        return write_rows(item_rows(store, with_text=with_text), out, fmt)
+            rows = with_human_labels(store, rows)
+        return write_annotated(rows, out, fmt, for_task(store.task()))
     finally:
         store.close()
+
+
+def write_annotated(rows: Iterator[dict[str, Any]], out: Path, fmt: str, kind: TaskType) -> int:
+    """`write_rows` of export or final-dataset rows of a task of type `kind`: label columns as lists for a
+    multi-label or span task (the export and `labeler review merge` write the same columns)."""
+    if not kind.elementwise:
+        return write_rows(rows, out, fmt)
+    listed = list_rows(rows, kind, cells=fmt == "csv")
+    return write_rows(listed, out, fmt, list_item=arrow_item(kind) if fmt == "parquet" else None)
+
+
+def arrow_item(kind: TaskType) -> Any:
+    """The Arrow type of one element of an annotation's list: a label name, or a span struct."""
+    import pyarrow as pa
+
+    span = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("type", pa.string()), ("text", pa.string())])
+    return {"multi_label": pa.string(), "spans": span}[kind.name]
