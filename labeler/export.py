@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from labeler.errors import LabelerError
+from labeler.errors import LabelerError, RunStoreError
 from labeler.record import records
 from labeler.safe_text import csv_cell, visible
 from labeler.store import RunStore
@@ -106,7 +106,11 @@ def list_rows(rows: Iterable[dict[str, Any]], kind: TaskType, *, cells: bool = F
         for k, v in row.items():
             if v is None or not _is_label_column(k):
                 continue
-            plain = json.loads(str(kind.encode(kind.decode(v))))  # checked: a malformed text raises, naming it
+            try:
+                plain = json.loads(str(kind.encode(kind.decode(v))))
+            except ValueError as exc:  # a label text no stage of labeler wrote (edited by hand, a foreign import)
+                fix = "correct the review or result that holds it"
+                raise RunStoreError(f"item {row.get('id')!r}, column {k}: {exc}; {fix}") from None
             out[k] = "; ".join(plain) if join else json.dumps(plain, ensure_ascii=False) if cells else plain
         yield out
 

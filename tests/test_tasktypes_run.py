@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from fakes import write_csv, write_task
 from openai_stub import StubServer, key_of
 
 from labeler.config import TaskConfig, load_config
-from labeler.errors import ConfigError
+from labeler.errors import ConfigError, RunStoreError
 from labeler.export import export_run
 from labeler.label.pipeline import start_run
 from labeler.review.router import route_run
@@ -185,6 +186,12 @@ async def test_multi_label_run_stores_routes_and_exports_known_annotations(scrip
     with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as fh:
         cells = {r["id"]: r["label"] for r in csv.DictReader(fh)}
     assert cells == {"m1": "sport; politics", "m2": "tech", "m3": "", "m4": "", "m5": "business"}
+    # a label text no stage wrote (edited by hand): one line naming the item, not a traceback
+    with sqlite3.connect(run_dir / "run.sqlite") as conn:
+        conn.execute("UPDATE results SET label = 'tech, sport' WHERE item_id = 'm2'")
+    with pytest.raises(RunStoreError, match=r"^item 'm2', column label: stored labels 'tech, sport' are not a JSON "
+                                            r"list of label names; correct the review or result that holds it$"):
+        export_run(run_dir, tmp_path / "bad.jsonl")
 
 
 TYPES = ("PER", "LOC", "ORG")

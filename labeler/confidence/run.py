@@ -286,6 +286,8 @@ def calibrate_path(
         reports = calibrate_run(store, store.task(), methods=methods, n_splits=n_splits, seed=seed)
     finally:
         store.close()
+    if reports and all(r.skipped and r.skipped.startswith("task.type") for r in reports):
+        raise CalibrationError(f"{reports[0].skipped}; route on the element confidences as they are")
     if all(r.skipped for r in reports):
         from labeler.confidence.calibrators import MIN_ITEMS
 
