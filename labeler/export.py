@@ -13,7 +13,8 @@ Multi-label and span tasks (labeler.tasktypes): the label columns (label, ensemb
 label__<member>, and in the final dataset llm_label and human_label) hold the annotation itself — in
 JSONL and Parquet a list column (multi_label: a list of label names; spans: a list of {start, end, type,
 text} structs, code-point offsets), in CSV one cell (label names joined by "; ", spans as a JSON list).
-The run store keeps them encoded (`TaskType.encode`); `list_rows` decodes them for the file.
+The run store keeps them encoded (`TaskType.encode`); `list_rows` decodes them for the file. Their rows
+also carry element_confidences: a JSON object, element -> confidence (`{"label sport": 0.4}`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def item_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str,
     members = [m["name"] for m in manifest["members"]]
     has_gold = bool(manifest.get("config", {}).get("input", {}).get("gold_column"))
     run_id = manifest["run_id"]
+    elementwise = store.task().kind.elementwise
     for rec in records(store):
         r = rec.primary
         c = rec.combined
@@ -85,6 +87,9 @@ def item_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str,
             out["gold"] = rec.gold
         if with_text:
             out["text"] = rec.text
+        if elementwise:  # multi_label, spans: each element's confidence (labeler.confidence.elements), JSON
+            conf = dict(c.distribution) if c is not None and c.distribution else None
+            out["element_confidences"] = None if conf is None else json.dumps(conf, ensure_ascii=False)
         out["raw"] = r.raw if rec.status == "failed" else None
         yield out
 

@@ -182,6 +182,7 @@ async def test_multi_label_run_stores_routes_and_exports_known_annotations(scrip
     export_run(run_dir, tmp_path / "out.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert rows[0]["label"] == ["sport", "politics"] and rows[0]["confidence"] == pytest.approx(0.4)
+    assert json.loads(rows[0]["element_confidences"]) == {"label sport": 1.0, "label politics": 0.4}
     export_run(run_dir, tmp_path / "out.csv")
     with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as fh:
         cells = {r["id"]: r["label"] for r in csv.DictReader(fh)}

@@ -5,6 +5,11 @@ answer from the cache or from the backend (through the limiter and the retry lay
 re-ask once if it is not a label, draw self-consistency samples if asked, and write one ItemResult
 (labeled, or failed with the raw output and the reason). Nothing is dropped.
 
+The task type (labeler.tasktypes, through the request builder) decides how the answer is constrained and
+parsed; for multi_label and spans the item's text is handed to the parser (spans are aligned to it), the
+stored label is the encoded annotation, and the confidence distributions are per element: the share of the
+self-consistency samples that produced each label or span (labeler.confidence.elements).
+
 With `items_per_request = K` a worker takes K items at a time and asks them in one request
 (labeler.label.multi); each item is stored, costed (its share of the tokens) and cached on its own, and
 an item the answer misses or garbles is asked again alone, through the path above. Requests in flight

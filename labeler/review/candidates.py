@@ -92,7 +92,7 @@ def priority(c: Candidate) -> float:
 
 
 def _group(n: int) -> str:
-    return f"{n} elements" if n < 3 else "3+ elements"
+    return "1 element" if n == 1 else f"{n} elements" if n < 3 else "3+ elements"
 
 
 def candidate_from_record(rec: ItemRecord, kind: TaskType | None = None) -> Candidate | None:
