@@ -296,3 +296,21 @@ async def test_the_batch_api_is_refused_in_one_line_for_multi_label(scripted: An
     task = replace(task, batch=replace(task.batch, enabled=True))
     with pytest.raises(ConfigError, match=r"^task\.type = 'multi_label' is not sent through the Batch API yet"):
         await start_run(task, run_dir=tmp_path / "run", show_progress=False)
+
+
+def test_the_request_carries_the_types_constraint_for_each_profile(tmp_path: Path) -> None:
+    """json_schema on OpenAI-compatible servers, the GBNF grammar on llama-server; no logprobs asked."""
+    from labeler.label.prompts import RequestBuilder
+    from labeler.tasktypes.registry import for_task
+
+    write_csv(tmp_path / "items.csv", [{"id": "a", "text": "x"}])
+    for profile, want_schema in (("openai", True), ("llamacpp", False)):
+        model = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "profile": profile}
+        task = load_config(write_task(tmp_path, labels=TYPES, model=model, task={"type": "spans"},
+                                      template=MULTI_TEMPLATE), env={})
+        request = RequestBuilder.for_member(task, task.members[0]).build("Ada in Köln")
+        kind = for_task(task)
+        assert request.response_format == (kind.response_format(TYPES) if want_schema else None)
+        assert request.grammar == (None if want_schema else kind.grammar(TYPES))
+        assert not request.logprobs
+        assert "- LOC: texts about LOC" in request.messages[0].content
