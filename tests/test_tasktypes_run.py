@@ -314,3 +314,19 @@ def test_the_request_carries_the_types_constraint_for_each_profile(tmp_path: Pat
         assert request.grammar == (None if want_schema else kind.grammar(TYPES))
         assert not request.logprobs
         assert "- LOC: texts about LOC" in request.messages[0].content
+
+
+async def test_a_span_run_stopped_early_resumes_to_the_same_annotations(scripted: Any, tmp_path: Path) -> None:
+    from labeler.label.pipeline import resume_run
+
+    stub = scripted(SPAN_ANSWERS)
+    task = make_task(tmp_path, stub, SPAN_TEXTS, task={"type": "spans"}, labels=TYPES)
+    run_dir, first = await start_run(task, run_dir=tmp_path / "run", limit=2, show_progress=False)
+    assert sum(first.counts.values()) == 2
+    summary = await resume_run(run_dir, show_progress=False)
+    assert summary.counts == {"labeled": 3, "failed": 2} and summary.dropped == 1
+    store = RunStore.open(run_dir)
+    try:
+        assert json.loads(stored(store)["s5"]["label"])[1] == {"start": 19, "end": 23, "type": "LOC", "text": "Lyon"}
+    finally:
+        store.close()
