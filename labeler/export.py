@@ -8,6 +8,13 @@ run_id, cached, tokens, cost), the per-method confidences, flags, the ensemble's
 corrected (the label before the run's bias correction, and whether the correction changed it), gold
 when the input had it, and raw (the model's output, for failed items). Every row has the same columns.
 With several members, the row carries each member's label as label__<member> as well.
+
+Multi-label and span tasks (labeler.tasktypes): the label columns (label, ensemble_label, raw_label,
+label__<member>, and in the final dataset llm_label and human_label) hold the annotation itself — in
+JSONL and Parquet a list column (multi_label: a list of label names; spans: a list of {start, end, type,
+text} structs, code-point offsets), in CSV one cell (label names joined by "; ", spans as a JSON list).
+The run store keeps them encoded (`TaskType.encode`); `list_rows` decodes them for the file. Their rows
+also carry element_confidences: a JSON object, element -> confidence (`{"label sport": 0.4}`).
 """
 
 from __future__ import annotations
@@ -15,14 +22,16 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from labeler.errors import LabelerError
+from labeler.errors import LabelerError, RunStoreError
 from labeler.record import records
 from labeler.safe_text import csv_cell, visible
 from labeler.store import RunStore
+from labeler.tasktypes import TaskType
+from labeler.tasktypes.registry import for_task
 
 FORMATS = ("csv", "jsonl", "parquet")
 NUMERIC_COLUMNS = frozenset(
@@ -36,6 +45,7 @@ def item_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str,
     members = [m["name"] for m in manifest["members"]]
     has_gold = bool(manifest.get("config", {}).get("input", {}).get("gold_column"))
     run_id = manifest["run_id"]
+    elementwise = store.task().kind.elementwise
     for rec in records(store):
         r = rec.primary
         c = rec.combined
@@ -77,12 +87,42 @@ def item_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str,
             out["gold"] = rec.gold
         if with_text:
             out["text"] = rec.text
+        if elementwise:  # multi_label, spans: each element's confidence (labeler.confidence.elements), JSON
+            conf = dict(c.distribution) if c is not None and c.distribution else None
+            out["element_confidences"] = None if conf is None else json.dumps(conf, ensure_ascii=False)
         out["raw"] = r.raw if rec.status == "failed" else None
         yield out
 
 
-def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str) -> int:
-    """Write dict rows to `out` in `fmt`, streaming. Returns the number of rows."""
+LABEL_COLUMNS = frozenset({"label", "ensemble_label", "raw_label", "llm_label", "human_label"})
+
+
+def _is_label_column(name: str) -> bool:
+    return name in LABEL_COLUMNS or name.startswith("label__")
+
+
+def list_rows(rows: Iterable[dict[str, Any]], kind: TaskType, *, cells: bool = False) -> Iterator[dict[str, Any]]:
+    """`rows` with their label columns decoded from the store's text to plain lists (JSON's shape of
+    `TaskType.encode`: names, or start/end/type/text objects); None stays None. `cells`: as CSV cells for
+    people instead (label names joined by "; ", spans as one JSON list)."""
+    join = cells and kind.name == "multi_label"
+    for row in rows:
+        out = dict(row)
+        for k, v in row.items():
+            if v is None or not _is_label_column(k):
+                continue
+            try:
+                plain = json.loads(str(kind.encode(kind.decode(v))))
+            except ValueError as exc:  # a label text no stage of labeler wrote (edited by hand, a foreign import)
+                fix = "correct the review or result that holds it"
+                raise RunStoreError(f"item {row.get('id')!r}, column {k}: {exc}; {fix}") from None
+            out[k] = "; ".join(plain) if join else json.dumps(plain, ensure_ascii=False) if cells else plain
+        yield out
+
+
+def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str, *, list_item: Any = None) -> int:
+    """Write dict rows to `out` in `fmt`, streaming. Returns the number of rows. `list_item`: the Arrow type of
+    one element of the label columns when they hold lists (Parquet's schema, even where a chunk has none)."""
     if fmt not in FORMATS:
         raise LabelerError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +158,7 @@ def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str) -> int:
                     break
                 table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in chunk])
                 if writer is None:
-                    writer = pq.ParquetWriter(out, _settle_nulls(table.schema))
+                    writer = pq.ParquetWriter(out, _settle_nulls(table.schema, list_item))
                 writer.write_table(table.cast(writer.schema))
                 n += len(chunk)
         finally:
@@ -127,14 +167,17 @@ def write_rows(rows: Iterator[dict[str, Any]], out: Path, fmt: str) -> int:
     return n
 
 
-def _settle_nulls(schema: Any) -> Any:
+def _settle_nulls(schema: Any, list_item: Any = None) -> Any:
     """A column that is empty in the first chunk has Arrow type null, to which later values cannot be
-    cast: make it float64 (confidences, cost) or string (everything else)."""
+    cast: make it float64 (confidences, cost) or string (everything else); label columns of lists get
+    the list type of `list_item` (also where the first chunk held only empty lists)."""
     import pyarrow as pa
 
     fields = []
     for f in schema:
-        if pa.types.is_null(f.type):
+        if list_item is not None and _is_label_column(f.name):
+            f = pa.field(f.name, pa.list_(list_item))
+        elif pa.types.is_null(f.type):
             numeric = f.name in NUMERIC_COLUMNS or f.name.startswith("conf_")
             f = pa.field(f.name, pa.float64() if numeric else pa.string())
         fields.append(f)
@@ -148,6 +191,7 @@ def export_run(
     fmt = fmt or out.suffix.lstrip(".").lower()
     store = RunStore.open(run_dir)
     try:
+        rows: Iterator[dict[str, Any]] = item_rows(store, with_text=with_text)
         if store.reviews() or consensus:  # reviews or a consensus: the final dataset, with a source column
             from labeler.review.dataset import with_human_labels
 
@@ -156,8 +200,24 @@ def export_run(
                 from labeler.aggregate.collect import encoded_consensus
 
                 agg = encoded_consensus(store, consensus)
-            rows = with_human_labels(store, item_rows(store, with_text=with_text), consensus=agg, method=consensus)
-            return write_rows(rows, out, fmt)
-        return write_rows(item_rows(store, with_text=with_text), out, fmt)
+            rows = with_human_labels(store, rows, consensus=agg, method=consensus)
+        return write_annotated(rows, out, fmt, for_task(store.task()))
     finally:
         store.close()
+
+
+def write_annotated(rows: Iterator[dict[str, Any]], out: Path, fmt: str, kind: TaskType) -> int:
+    """`write_rows` of export or final-dataset rows of a task of type `kind`: label columns as lists for a
+    multi-label or span task (the export and `labeler review merge` write the same columns)."""
+    if not kind.elementwise:
+        return write_rows(rows, out, fmt)
+    listed = list_rows(rows, kind, cells=fmt == "csv")
+    return write_rows(listed, out, fmt, list_item=arrow_item(kind) if fmt == "parquet" else None)
+
+
+def arrow_item(kind: TaskType) -> Any:
+    """The Arrow type of one element of an annotation's list: a label name, or a span struct."""
+    import pyarrow as pa
+
+    span = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("type", pa.string()), ("text", pa.string())])
+    return {"multi_label": pa.string(), "spans": span}[kind.name]

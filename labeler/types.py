@@ -153,6 +153,7 @@ class Answer:
     verbalized: float | None = None
     label_probs: Mapping[str, float] | None = None  # from token logprobs, renormalised over the label set
     error: str | None = None
+    dropped: int = 0  # parts of the answer left out rather than invented (quoted spans not found in the text)
 
 
 @dataclass(frozen=True)
@@ -175,3 +176,4 @@ class ItemResult:
     attempts: int = 0
     cached: bool = False
     cache_key: str | None = None
+    dropped: int = 0  # quoted spans of the answer not found in the item text (left out, counted)

@@ -388,8 +388,9 @@ def test_multi_label_run_export_consensus_and_status(tmp_path: Path, capsys: pyt
     out = tmp_path / "ml.jsonl"
     assert main(["export", str(run_dir), "--out", str(out), "--consensus", "dawid_skene"]) == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    exact = np.mean([tuple(json.loads(r["label"])) == truth[r["id"]] for r in rows])
-    llm = np.mean([tuple(json.loads(r["llm_label"])) == truth[r["id"]] for r in rows])
+    assert all(isinstance(r["label"], list) for r in rows)  # JSONL carries a multi-label answer as a real list
+    exact = np.mean([tuple(r["label"]) == truth[r["id"]] for r in rows])
+    llm = np.mean([tuple(r["llm_label"]) == truth[r["id"]] for r in rows])
     assert exact >= 0.85 and exact > llm + 0.3, (exact, llm)  # measured 0.892 vs 0.450
     assert main(["review", "status", str(run_dir), "--min-accuracy", "0.75"]) == 0
     status = capsys.readouterr().out

@@ -175,9 +175,11 @@ def test_existing_tasks_stay_single_and_the_type_reaches_the_protocol(tmp_path: 
         "0 labels where the task asks for at least 1")
 
 
-async def test_run_refuses_a_type_it_cannot_ask_yet_in_one_line(tmp_path: Path) -> None:
-    task = load_config(write_task(tmp_path, task={"type": "spans"}), env={})
-    with pytest.raises(ConfigError, match=r"task\.type = 'spans' is not labeled by `labeler run` yet"):
+async def test_run_refuses_several_items_a_request_for_spans_in_one_line(tmp_path: Path) -> None:
+    model = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "items_per_request": 4}
+    task = load_config(write_task(tmp_path, task={"type": "spans"}, model=model), env={})
+    with pytest.raises(ConfigError, match=r"^task\.type = 'spans' asks one item per request; set "
+                                          r"model\.items_per_request = 1$"):
         await start_run(task, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

@@ -29,6 +29,8 @@ def _print_summary(run_dir: Path | None, s: object) -> None:
         f"actual usage: {s.input_tokens:,} input + {s.output_tokens:,} output tokens, ${s.cost:.4f}; "
         f"{s.cached} answers from the cache; {s.seconds:.1f}s ({rate:.1f} results/s over the run)"
     )
+    if s.dropped:
+        print(f"dropped: {s.dropped} quoted spans not found in the item text (left out, never invented)")
     if run_dir is not None:
         print(f"run: {run_dir}")
 

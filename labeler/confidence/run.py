@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labeler.confidence.correct import active_correction, correct_rows
+from labeler.confidence.elements import combine_elements
 from labeler.confidence.ensemble import MemberView, combine_item
 from labeler.config import CONFIDENCE_METHODS, TaskConfig
 from labeler.errors import CalibrationError
 from labeler.humans import read_humans
 from labeler.store import RunStore
 from labeler.store.rows import CombinedRow, StoredCalibrator
+from labeler.tasktypes.registry import for_task
 
 if TYPE_CHECKING:  # numpy, scipy and scikit-learn load only when a calibrator is fitted or applied
     from labeler.confidence.calibrators import CalData, Selection
@@ -51,6 +53,18 @@ def _combined_rows(store: RunStore, task: TaskConfig) -> Iterator[CombinedRow]:
         )
 
 
+def _element_rows(store: RunStore, task: TaskConfig) -> Iterator[CombinedRow]:
+    """Combined rows of a task type scored element by element (labeler.confidence.elements)."""
+    kind = for_task(task)
+    for rows in store.item_rows():
+        members: dict[str, tuple[Any, Mapping[str, float] | None] | None] = {}
+        for name, r in rows.results.items():
+            conf = next((r.distributions[m] for m in task.confidence.methods if r.distributions.get(m)), None)
+            members[name] = (kind.decode(r.label), conf) if r.status == "labeled" and r.label is not None else None
+        yield combine_elements(members, kind, min_vote_share=task.routing.min_vote_share,
+                               max_divergence=task.routing.max_divergence, item_id=rows.id)
+
+
 def needs_combine(store: RunStore) -> bool:
     """True when the combined rows are missing or older than the results."""
     return store.get_meta("combined_signature") != store.results_signature()
@@ -61,6 +75,8 @@ def combine_run(store: RunStore, task: TaskConfig) -> int:
     correction (labeler.confidence.correct: distribution and label corrected, the raw label kept), then
     re-apply the stored ensemble calibrator, if any. Returns the row count."""
     signature = store.results_signature()
+    if task.kind.elementwise:  # no bias correction nor calibrator for element confidences (yet)
+        return store.put_combined(_element_rows(store, task), signature=signature)
     correction = active_correction(store, task)
     rows = correct_rows(_combined_rows(store, task), correction, task.label_names)
     n = store.put_combined(rows, signature=signature)
@@ -213,6 +229,9 @@ def calibrate_run(
     if needs_combine(store):
         combine_run(store, task)
     methods = list(methods or (*task.confidence.methods, ENSEMBLE))
+    if task.kind.elementwise:
+        why = f"task.type = {task.kind.type!r}: element confidences are not calibrated yet"
+        return [MethodReport(m, 0, skipped=why) for m in methods]
     human = human_labels(store, task.label_names)
     reports = []
     for method in methods:
@@ -267,6 +286,8 @@ def calibrate_path(
         reports = calibrate_run(store, store.task(), methods=methods, n_splits=n_splits, seed=seed)
     finally:
         store.close()
+    if reports and all(r.skipped and r.skipped.startswith("task.type") for r in reports):
+        raise CalibrationError(f"{reports[0].skipped}; route on the element confidences as they are")
     if all(r.skipped for r in reports):
         from labeler.confidence.calibrators import MIN_ITEMS
 

@@ -32,6 +32,20 @@ from labeler.runlock import RunLock
 from labeler.store import Cache, RunStore
 
 
+def check_runnable(task: TaskConfig) -> None:
+    """What `labeler run` cannot do yet for a task type scored element by element (multi_label, spans): several
+    items in one request and the Batch API; a one-line ConfigError naming the setting."""
+    if not task.kind.elementwise:
+        return
+    for m in task.members:
+        if m.endpoint.items_per_request > 1:
+            where = "model.items_per_request" if m.name == "default" else f"items_per_request of member {m.name!r}"
+            raise ConfigError(f"task.type = {task.kind.type!r} asks one item per request; set {where} = 1")
+    if task.batch.enabled:
+        raise ConfigError(f"task.type = {task.kind.type!r} is not sent through the Batch API yet; remove [batch] or "
+                          "set batch.enabled = false")
+
+
 def new_run_id(task: TaskConfig) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{task.name}"
 
@@ -126,6 +140,7 @@ def summarize(store: RunStore, seconds: float) -> RunSummary:
         cost=float(t["cost"]),
         cached=int(t["cached"]),
         seconds=seconds,
+        dropped=int(t["dropped"]),
     )
 
 
@@ -234,11 +249,7 @@ async def start_run(
     show_progress: bool = True,
     strict: bool = True,
 ) -> tuple[Path, RunSummary]:
-    if task.kind.type != "single":  # issue 19: the type is read, parsed and evaluated; the runner asks single only
-        raise ConfigError(
-            f"task.type = {task.kind.type!r} is not labeled by `labeler run` yet (its answers parse and evaluate: "
-            "labeler.tasktypes); set task.type = \"single\" to label one label per item"
-        )
+    check_runnable(task)
     input_path = input_path or task.input_path
     if input_path is None:
         raise RunStoreError("no input: set input.path in the config or pass --input FILE")
@@ -311,6 +322,7 @@ async def resume_run(
         store = RunStore.open(run_dir)
         try:
             task = load_run_task(store)
+            check_runnable(task)
             if store.get_meta("ingested") != "1":  # killed while ingesting: the transaction rolled back
                 input_path = _unchanged_input(store)
                 store.ingest(

@@ -12,7 +12,9 @@ instructions) stays plain text in its message and cannot open a new turn.
 
 Variables: task (name), instructions, labels (name, description), label_names, examples (text,
 label, name), text, answer ("json" or "label"), verbalized (bool: ask for a confidence in the JSON),
-answer_words (what the model may answer: the label names, or the task's answer words).
+answer_words (what the model may answer: the label names, or the task's answer words), task_type
+("single", "multi_label" or "spans"), min_labels, max_labels (None: no bound), allow_overlap; for spans
+`labels` are the entity types with their descriptions.
 
 Answer words (`[task] answers`, a verbalizer): the grammar or JSON enum offers the words, an example's
 `label` renders as its label's first word (`name` keeps the label), and the answer's word maps back to
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -36,9 +37,12 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from labeler.config import Member, TaskConfig
 from labeler.errors import TemplateError
+from labeler.label.constraints import json_schema, label_grammar
 from labeler.label.examples import Selector, build_selector
 from labeler.label.parse import parse_choice
 from labeler.label.profiles import ModelProfile, profile_for
+from labeler.tasktypes import TaskType
+from labeler.tasktypes.registry import for_task
 from labeler.types import Answer, Choice, Example, Message, Request
 
 _ROLES = "system|user|assistant"
@@ -111,6 +115,8 @@ def _split_rendered(rendered: str) -> tuple[Message, ...]:
 
 
 def answer_format(task: TaskConfig, profile: ModelProfile) -> str:
+    if task.kind.elementwise:  # a label set or a span list is always a JSON answer
+        return "json"
     return "json" if "verbalized" in task.confidence.methods else profile.answer
 
 
@@ -141,6 +147,11 @@ def template_vars(
         "answer": answer_format(task, profile),
         "verbalized": "verbalized" in task.confidence.methods,
         "answer_words": list(answer_words(task)),
+        # the task type (issue 19): single, multi_label (how many labels may apply) or spans (entity types = labels)
+        "task_type": task.kind.type,
+        "min_labels": task.kind.min_labels,
+        "max_labels": task.kind.max_labels,
+        "allow_overlap": task.kind.allow_overlap,
     }
 
 
@@ -154,38 +165,6 @@ def render(template: Template, variables: dict[str, Any]) -> tuple[Message, ...]
     except Exception as exc:  # Python errors raised inside an expression, e.g. {{ 1 / 0 }} or {{ "x" + 1 }}
         raise TemplateError(f"{template.path.name}: {type(exc).__name__}: {exc}; fix the template") from None
     return _split_rendered(rendered)
-
-
-def _gbnf_literal(s: str) -> str:
-    return json.dumps(s)  # GBNF string literals take JSON-style escapes
-
-
-def label_grammar(labels: tuple[str, ...], answer: str, verbalized: bool) -> str:
-    alts = " | ".join(_gbnf_literal(name) for name in labels)
-    if answer == "label":
-        return f'root ::= " "? ({alts})\n'
-    conf = ' ", \\"confidence\\": " num' if verbalized else ""
-    return (
-        f'root ::= "{{\\"label\\": \\"" label "\\""{conf} "}}"\n'
-        f"label ::= {alts}\n"
-        'num ::= ("0" ("." [0-9] [0-9]?)?) | "1" (".0")?\n'
-    )
-
-
-def json_schema(labels: tuple[str, ...], verbalized: bool) -> dict[str, Any]:
-    props: dict[str, Any] = {"label": {"type": "string", "enum": list(labels)}}
-    required = ["label"]
-    if verbalized:
-        props["confidence"] = {"type": "number", "minimum": 0, "maximum": 1}
-        required.append("confidence")
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": "label_answer",
-            "strict": True,
-            "schema": {"type": "object", "properties": props, "required": required, "additionalProperties": False},
-        },
-    }
 
 
 @dataclass(frozen=True)
@@ -219,10 +198,27 @@ class RequestBuilder:
         """(answer word, label) pairs of the task's verbalizer; () when the model answers label names."""
         return self.task.quality.answers
 
-    def parse(self, choice: Choice) -> Answer:
-        """The answer in `choice`, its word mapped to its label (labeler.label.parse)."""
+    @functools.cached_property
+    def kind(self) -> TaskType:
+        """The task type (labeler.tasktypes): how an answer is constrained, parsed and stored."""
+        return for_task(self.task)
+
+    def parse(self, choice: Choice, text: str = "") -> Answer:
+        """The answer in `choice`, its word mapped to its label (labeler.label.parse). For a task type scored
+        element by element the answer is parsed by the type against the item's `text` and its annotation
+        kept encoded (`TaskType.encode`) as the answer's label."""
+        if self.kind.elementwise:
+            got = self.kind.parse(choice.text, text)
+            label = None if got.error is not None else self.kind.encode(got.value)
+            return Answer(label=label, raw=choice.text, error=got.error, dropped=got.dropped)
         json_answer = answer_format(self.task, self.profile) == "json"
         return parse_choice(choice, self.task.label_names, json_answer=json_answer, answers=self.answers)
+
+    def reask(self, answer: Answer) -> str:
+        """The user turn that re-asks after an answer that did not parse."""
+        if self.kind.elementwise:
+            return f"That is not a valid answer: {answer.error}. Answer again with JSON only, as asked."
+        return f"That is not a valid answer. Answer with exactly one of: {', '.join(self.task.label_names)}."
 
     @functools.cached_property
     def _constraint(self) -> tuple[dict[str, Any] | None, str | None, bool]:
@@ -230,6 +226,12 @@ class RequestBuilder:
         verbalized = "verbalized" in self.task.confidence.methods
         fmt = grammar = None
         words = answer_words(self.task)
+        if self.kind.elementwise:  # the type's own JSON answer; per-element confidence comes from samples
+            if self.profile.structured == "json_schema":
+                fmt = self.kind.response_format(words)
+            elif self.profile.structured == "grammar":
+                grammar = self.kind.grammar(words)
+            return fmt, grammar, False
         if self.profile.structured == "json_schema":
             fmt = json_schema(words, verbalized)
         elif self.profile.structured == "grammar":

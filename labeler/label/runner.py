@@ -5,6 +5,11 @@ answer from the cache or from the backend (through the limiter and the retry lay
 re-ask once if it is not a label, draw self-consistency samples if asked, and write one ItemResult
 (labeled, or failed with the raw output and the reason). Nothing is dropped.
 
+The task type (labeler.tasktypes, through the request builder) decides how the answer is constrained and
+parsed; for multi_label and spans the item's text is handed to the parser (spans are aligned to it), the
+stored label is the encoded annotation, and the confidence distributions are per element: the share of the
+self-consistency samples that produced each label or span (labeler.confidence.elements).
+
 With `items_per_request = K` a worker takes K items at a time and asks them in one request
 (labeler.label.multi); each item is stored, costed (its share of the tokens) and cached on its own, and
 an item the answer misses or garbles is asked again alone, through the path above. Requests in flight
@@ -21,13 +26,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from labeler.confidence.distributions import pick_confidence, verbalized_dist, vote_dist
+from labeler.confidence.distributions import vote_dist
+from labeler.confidence.elements import answer_elements
 from labeler.config import Member, TaskConfig
 from labeler.errors import BackendError, FatalError, RateLimitedTooLong, RetryableError, TemplateError, first_error
 from labeler.label import tokens
 from labeler.label.adaptive import AdaptiveLimiter, FixedLimiter, PassThrough, make_limiter
 from labeler.label.backends import Backend
 from labeler.label.multi import MultiBuilder, item_completion, read_cached, shares
+from labeler.label.outcome import RunSummary as RunSummary  # re-exported: pipeline and the CLI import it here
+from labeler.label.outcome import Spend, answer_dists, labeled, spend_shares
 from labeler.label.profiles import profile_for
 from labeler.label.progress import Progress
 from labeler.label.prompts import RequestBuilder, answer_format
@@ -39,15 +47,6 @@ from labeler.types import Answer, Completion, Item, ItemResult, Message, Request
 log = logging.getLogger(__name__)
 
 ABORT_STATUSES = {401, 403, 404}  # every further request would fail the same way
-
-
-@dataclass
-class Spend:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
-    attempts: int = 0
-    cached: bool = True  # stays True only if every completion came from the cache
 
 
 @dataclass
@@ -73,6 +72,7 @@ class MemberWorker:
         self.multi = MultiBuilder.for_member(self.task, self.member, self.builder)
         self.json_answer = answer_format(self.task, self.builder.profile) == "json"
         self.labels = self.task.label_names
+        self.elementwise = self.builder.kind.elementwise  # multi_label, spans: confidence per element
 
     async def _complete(self, request: Request, spend: Spend, *, use_cache: bool = True) -> tuple[Completion, str]:
         key = request.cache_key()
@@ -109,23 +109,20 @@ class MemberWorker:
         ) / 1e6
         return completion, key
 
-    async def _ask(self, request: Request, spend: Spend) -> tuple[Answer, str | None]:
-        """The first choice's answer, re-asking once if it is not a label. Caches only parsed answers."""
+    async def _ask(self, request: Request, spend: Spend, text: str = "") -> tuple[Answer, str | None]:
+        """The first choice's answer, re-asking once if it is not a label. Caches only parsed answers.
+        `text`: the item's text (a span answer is aligned to it)."""
         completion, key = await self._complete(request, spend)
-        answer = self.builder.parse(completion.choices[0])
+        answer = self.builder.parse(completion.choices[0], text)
         if answer.label is not None:
             self.cache.put(key, completion)
             return answer, key
         reask = replace(
             request,
-            messages=(
-                *request.messages,
-                Message("assistant", answer.raw),
-                Message("user", f"That is not a valid answer. Answer with exactly one of: {', '.join(self.labels)}."),
-            ),
+            messages=(*request.messages, Message("assistant", answer.raw), Message("user", self.builder.reask(answer))),
         )
         completion2, key2 = await self._complete(reask, spend)
-        answer2 = self.builder.parse(completion2.choices[0])
+        answer2 = self.builder.parse(completion2.choices[0], text)
         if answer2.label is not None:
             self.cache.put(key2, completion2)
             return answer2, key2
@@ -138,17 +135,17 @@ class MemberWorker:
         if prof.supports_n:
             req = self.builder.build(text, temperature=cfg.sample_temperature, n=cfg.samples, seed=None)
             completion, key = await self._complete(req, spend)
-            votes = [self.builder.parse(c).label for c in completion.choices]
+            votes = [self.builder.parse(c, text).label for c in completion.choices]
             if any(v is not None for v in votes):
                 self.cache.put(key, completion)
             return votes
         reqs = [self.builder.build(text, temperature=cfg.sample_temperature, seed=i + 1) for i in range(cfg.samples)]
-        answers = await asyncio.gather(*(self._ask_quiet(r, spend) for r in reqs))
+        answers = await asyncio.gather(*(self._ask_quiet(r, spend, text) for r in reqs))
         return list(answers)
 
-    async def _ask_quiet(self, request: Request, spend: Spend) -> str | None:
+    async def _ask_quiet(self, request: Request, spend: Spend, text: str = "") -> str | None:
         completion, key = await self._complete(request, spend)
-        label = self.builder.parse(completion.choices[0]).label
+        label = self.builder.parse(completion.choices[0], text).label
         if label is not None:
             self.cache.put(key, completion)
         return label
@@ -164,18 +161,26 @@ class MemberWorker:
                 request = self.builder.build(text)
             except TemplateError as exc:  # a branch of the template only this item's text reaches
                 raise TemplateError(f"item {item.id!r} (row {item.row}): {exc}") from None
-            answer, key = await self._ask(request, spend)
+            answer, key = await self._ask(request, spend, text)
             dists = await self._dists(answer, text, spend) if answer.label is not None else {}
         except (FatalError, RetryableError) as exc:
             return self._done(self._failed(exc, base), spend)
         self.consecutive_fatal, self.last_fatal = 0, None
         if answer.label is None:
-            return self._done(replace(base, reason=answer.error, raw=answer.raw), spend)
-        return self._done(labeled(base, answer, dists, key, truncated, self.task.confidence.methods), spend)
+            return self._done(replace(base, reason=answer.error, raw=answer.raw, dropped=answer.dropped), spend)
+        methods = self.task.confidence.methods
+        return self._done(labeled(base, answer, dists, key, truncated, methods, elementwise=self.elementwise), spend)
 
     async def _dists(self, answer: Answer, text: str, spend: Spend) -> dict[str, Mapping[str, float]]:
         """The confidence distributions of a labeled answer (drawing self-consistency samples if asked)."""
         assert answer.label is not None
+        if self.elementwise:  # per element: the share of the samples that produced it
+            if "consistency" not in self.task.confidence.methods:
+                return {}
+            kind = self.builder.kind
+            samples = [None if s is None else kind.decode(s) for s in await self._samples(text, spend)]
+            shares = answer_elements(kind.decode(answer.label), samples, kind)
+            return {} if shares is None else {"consistency": shares}
         dists = answer_dists(answer, self.task.confidence.methods, self.labels)
         if "consistency" in self.task.confidence.methods:
             votes = vote_dist(await self._samples(text, spend), self.labels)
@@ -287,54 +292,6 @@ class MemberWorker:
             attempts=spend.attempts,
             cached=spend.cached and spend.attempts == 0 and result.status == "labeled",
         )
-
-
-def spend_shares(spend: Spend, n: int) -> list[Spend]:
-    """`spend` split over the n items of one request: tokens in integer shares that sum to it."""
-    ins, outs = shares(spend.input_tokens, n), shares(spend.output_tokens, n)
-    return [Spend(ins[j], outs[j], spend.cost / n, spend.attempts, cached=False) for j in range(n)]
-
-
-def answer_dists(answer: Answer, methods: Sequence[str], labels: Sequence[str]) -> dict[str, Mapping[str, float]]:
-    """The distributions a labeled answer carries itself: logprob and verbalized."""
-    assert answer.label is not None
-    dists: dict[str, Mapping[str, float]] = {}
-    if "logprob" in methods and answer.label_probs is not None:
-        dists["logprob"] = dict(answer.label_probs)
-    if "verbalized" in methods and answer.verbalized is not None:
-        dists["verbalized"] = verbalized_dist(answer.label, answer.verbalized, labels)
-    return dists
-
-
-def labeled(
-    base: ItemResult,
-    answer: Answer,
-    dists: Mapping[str, Mapping[str, float]],
-    key: str | None,
-    truncated: bool,
-    methods: Sequence[str],
-) -> ItemResult:
-    assert answer.label is not None
-    return replace(
-        base,
-        status="labeled",
-        label=answer.label,
-        confidence=pick_confidence(answer.label, dists, methods),
-        distributions=dists,
-        raw=answer.raw,
-        cache_key=key,
-        reason="input truncated to the token budget" if truncated else None,
-    )
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    counts: Mapping[str, int]
-    input_tokens: int
-    output_tokens: int
-    cost: float
-    cached: int
-    seconds: float
 
 
 def _take(it: Iterator[Item], limit: int | None) -> Iterator[Item]:

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from labeler.export import item_rows, write_rows
+from labeler.export import item_rows, write_annotated
 from labeler.review.dataset import with_human_labels
 from labeler.store import RunStore
+from labeler.tasktypes.registry import for_task
 
 
 def final_rows(store: RunStore, *, with_text: bool = False) -> Iterator[dict[str, Any]]:
@@ -30,7 +31,7 @@ def merge_run(run_dir: Path, out: Path, fmt: str | None = None, *, with_text: bo
 
     store = RunStore.open(run_dir)
     try:
-        write_rows(counted(final_rows(store, with_text=with_text)), out, fmt)
+        write_annotated(counted(final_rows(store, with_text=with_text)), out, fmt, for_task(store.task()))
     finally:
         store.close()
     return counts

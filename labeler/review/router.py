@@ -3,14 +3,16 @@
 Reasons an item is routed (an item carries every reason that applies):
     failed          no usable label from the model: a human must label it
     low_confidence  confidence < threshold; the confidence is `calibrated_confidence` when calibration
-                    ran, else the ensemble's confidence (with several members), else the member's
+                    ran, else the ensemble's confidence (with several members), else the member's; for
+                    multi_label and spans, any element below it, named in the reason (labeler.review.candidates)
     disagreement    ensemble vote share < min_vote_share or divergence > max_divergence (when present)
     active_learning picked by a query strategy from a student classifier, when one is asked for (below);
                     never an audit item
     audit           a seeded random sample of audit_fraction of ALL labeled items, confident ones
-                    included, stratified by predicted label (proportional allocation, at least one per
-                    non-empty stratum); each item's inclusion probability n_h/N_h is recorded, so the
-                    sample estimates the LLM's accuracy over the whole run without bias
+                    included, stratified by predicted label (multi_label, spans: by its number of elements,
+                    0, 1, 2, 3+) with proportional allocation, at least one per non-empty stratum; each
+                    item's inclusion probability n_h/N_h is recorded, so the sample estimates the LLM's
+                    accuracy over the whole run without bias
 
 Budget: at most max_items items, or max_dollars / review.price_per_label, whichever is smaller. The audit
 sample is kept whole (cutting it would bias it); the other routed items are taken by priority until the
@@ -41,38 +43,21 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from labeler.config import ReviewConfig, RoutingConfig
+from labeler.config import ReviewConfig
 from labeler.errors import RoutingError
-from labeler.record import ItemRecord, records
+from labeler.record import records
+from labeler.review.candidates import Candidate, Rules, candidate_from_record, priority, reason_code, reasons_for
 from labeler.store import RunStore
 from labeler.store.rows import QueueEntry, Stratum
+from labeler.tasktypes.registry import for_task
 
 REASONS = ("failed", "low_confidence", "disagreement", "active_learning", "audit")  # canonical order in an item
 ACTIVE = "active_learning"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """What routing knows of one item. `label` None means the item failed."""
-
-    item_id: str
-    label: str | None
-    confidence: float | None = None
-    vote_share: float | None = None
-    divergence: float | None = None
-    member_labels: Mapping[str, str | None] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Rules:
-    threshold: float = RoutingConfig.low_confidence
-    min_vote_share: float = RoutingConfig.min_vote_share
-    max_divergence: float = RoutingConfig.max_divergence
 
 
 @dataclass(frozen=True)
@@ -109,34 +94,6 @@ class ActivePicks:
 
 
 # --- pure selection ---------------------------------------------------------------------------------
-def reasons_for(c: Candidate, rules: Rules) -> tuple[str, ...]:
-    """The non-audit reasons that apply to `c`, in canonical order."""
-    if c.label is None:
-        return ("failed",)
-    out = []
-    if c.confidence is not None and c.confidence < rules.threshold:
-        out.append("low_confidence")
-    if (c.vote_share is not None and c.vote_share < rules.min_vote_share) or (
-        c.divergence is not None and c.divergence > rules.max_divergence
-    ):
-        out.append("disagreement")
-    return tuple(out)
-
-
-def priority(c: Candidate) -> float:
-    """Doubt in [0, 2]: 2 for a failed item, else max(1 - confidence, 1 - vote_share, divergence)."""
-    if c.label is None:
-        return 2.0
-    parts = [0.0]
-    if c.confidence is not None:
-        parts.append(1.0 - c.confidence)
-    if c.vote_share is not None:
-        parts.append(1.0 - c.vote_share)
-    if c.divergence is not None:
-        parts.append(c.divergence)
-    return max(parts)
-
-
 def allocate(populations: Mapping[str, int], *, fraction: float) -> dict[str, int]:
     """Audit size per stratum: n = round(fraction × N) shared in proportion to the stratum sizes N_h
     (largest remainders; ties by stratum name), then at least 1 and at most N_h per non-empty stratum.
@@ -206,7 +163,7 @@ def plan(
     `reserve` items of the budget are kept free for active-learning picks (taken from the flagged items'
     room, never from the audit)."""
     labeled = [c for c in candidates if c.label is not None]
-    sample = audit_sample(((c.item_id, str(c.label)) for c in labeled), fraction=audit_fraction, seed=seed)
+    sample = audit_sample(((c.item_id, c.stratum) for c in labeled), fraction=audit_fraction, seed=seed)
     probs = {s.name: s.inclusion_prob for s in sample.strata}
     order = {c.item_id: i for i, c in enumerate(candidates)}
 
@@ -231,8 +188,8 @@ def plan(
             audit="audit" in reasons,
             llm_label=c.label,
             confidence=c.confidence,
-            inclusion_prob=probs[str(c.label)] if "audit" in reasons else None,
-            stratum=c.label,
+            inclusion_prob=probs[c.stratum] if "audit" in reasons else None,
+            stratum=c.stratum if c.label is not None else None,
             member_labels=c.member_labels,
         )
         for rank, (c, reasons) in enumerate(chosen, start=1)
@@ -273,7 +230,7 @@ def add_picks(
                 llm_label=c.label,
                 confidence=c.confidence,
                 inclusion_prob=None,
-                stratum=c.label,
+                stratum=c.stratum if c.label is not None else None,
                 member_labels=c.member_labels,
             )
         )
@@ -282,24 +239,10 @@ def add_picks(
 
 
 # --- the run ------------------------------------------------------------------------------------------
-def candidate_from_record(rec: ItemRecord) -> Candidate | None:
-    """What routing needs of one ItemRecord (labeler.record decides the LLM's label and confidence);
-    None for a skipped item, label None for a failed one."""
-    if rec.status == "skipped":
-        return None
-    return Candidate(
-        item_id=rec.id,
-        label=rec.label if rec.status == "labeled" else None,
-        confidence=rec.confidence,
-        vote_share=rec.vote_share,
-        divergence=rec.divergence,
-        member_labels=rec.member_labels,
-    )
-
-
 def load_candidates(store: RunStore) -> list[Candidate]:
     """The routing candidates of a run, in input order."""
-    return [c for c in map(candidate_from_record, records(store)) if c is not None]
+    kind = for_task(store.task())
+    return [c for c in (candidate_from_record(r, kind) for r in records(store)) if c is not None]
 
 
 def write_plan(store: RunStore, p: Plan) -> None:
@@ -392,7 +335,7 @@ def append_picks(run_dir: Path, picks: Sequence[str]) -> list[QueueEntry]:
 
 
 def format_plan(p: Plan, review: ReviewConfig) -> str:
-    counts = Counter(reason for r in p.queue for reason in r.reasons)
+    counts = Counter(reason_code(reason) for r in p.queue for reason in r.reasons)
     n = len(p.queue)
     audit = sum(r.audit for r in p.queue)
     lines = [

@@ -26,6 +26,7 @@ def result_row(r: sqlite3.Row) -> ResultRow:
         cost=float(r["cost"]),
         attempts=int(r["attempts"]),
         cached=bool(r["cached"]),
+        dropped=int(r["dropped"] or 0),
     )
 
 

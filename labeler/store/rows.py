@@ -31,6 +31,7 @@ class ResultRow:
     cost: float
     attempts: int
     cached: bool
+    dropped: int = 0  # quoted spans not found in the text (task type spans)
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,8 @@ MIGRATIONS: list[str] = [
     # 5: the Batch API's parts and requests (labeler.store.batch_tables)
     BATCH_MIGRATION,
     ORIGIN_MIGRATION,  # 6: reviews.origin (labeler.store.review_tables)
+    # 7: task types (issue 19): the quoted spans of an answer that were not found in the text
+    "ALTER TABLE results ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
 ]
 
 
@@ -299,9 +301,9 @@ class RunStore(ConfidenceTables, ReviewTables, TuneTables, BatchTables):
     def totals(self) -> dict[str, float]:
         row = self.conn.execute(
             "SELECT COALESCE(SUM(input_tokens),0), COALESCE(SUM(output_tokens),0), COALESCE(SUM(cost),0),"
-            " COALESCE(SUM(cached),0) FROM results"
+            " COALESCE(SUM(cached),0), COALESCE(SUM(dropped),0) FROM results"
         ).fetchone()
-        return {"input_tokens": row[0], "output_tokens": row[1], "cost": row[2], "cached": row[3]}
+        return {"input_tokens": row[0], "output_tokens": row[1], "cost": row[2], "cached": row[3], "dropped": row[4]}
 
     def iter_results(self, *, member: str | None = None, batch: int = 2000) -> Iterator[sqlite3.Row]:
         """Result rows joined with their item (text, flags, gold), in input order."""

@@ -41,6 +41,12 @@ class TaskType(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def elementwise(self) -> bool:
+        """True when an annotation is a set of elements scored one by one (multi_label, spans); False for
+        single, whose confidence is a distribution over the label set."""
+        ...
+
     def response_format(self, words: Sequence[str]) -> dict[str, Any]:
         """The OpenAI `response_format` (json_schema) that admits exactly the well-formed answers."""
         ...
@@ -101,6 +107,11 @@ class TaskKind:
     min_labels: int = 0
     max_labels: int | None = None
     allow_overlap: bool = False
+
+    @property
+    def elementwise(self) -> bool:
+        """Whether annotations of this type are scored element by element (`TaskType.elementwise`)."""
+        return self.type != "single"
 
 
 KIND_KEYS = frozenset({"type", "min_labels", "max_labels", "allow_overlap"})

@@ -33,10 +33,13 @@ class MultiLabel:
     min_labels: int = 0
     max_labels: int | None = None
     name: str = "multi_label"
+    elementwise: bool = True
 
     def response_format(self, words: Sequence[str]) -> dict[str, Any]:
+        # no uniqueItems: OpenAI's strict mode does not list it among the keywords it takes; a repeated
+        # name is caught when parsing (and re-asked), as under the grammar
         array: dict[str, Any] = {"type": "array", "items": {"type": "string", "enum": list(words)},
-                                 "uniqueItems": True, "minItems": self.min_labels}
+                                 "minItems": self.min_labels}
         if self.max_labels is not None:
             array["maxItems"] = self.max_labels
         schema = {"type": "object", "properties": {"labels": array}, "required": ["labels"],

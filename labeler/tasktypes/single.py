@@ -17,14 +17,15 @@ from labeler.tasktypes import Parsed
 class Single:
     labels: tuple[str, ...]
     name: str = "single"
+    elementwise: bool = False
 
     def response_format(self, words: Sequence[str]) -> dict[str, Any]:
-        from labeler.label.prompts import json_schema
+        from labeler.label.constraints import json_schema
 
         return json_schema(tuple(words), verbalized=False)
 
     def grammar(self, words: Sequence[str]) -> str:
-        from labeler.label.prompts import label_grammar
+        from labeler.label.constraints import label_grammar
 
         return label_grammar(tuple(words), "json", verbalized=False)
 

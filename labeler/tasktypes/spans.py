@@ -90,6 +90,7 @@ class Spans:
     types: tuple[str, ...]
     allow_overlap: bool = False
     name: str = "spans"
+    elementwise: bool = True
 
     def response_format(self, words: Sequence[str]) -> dict[str, Any]:
         span = {"type": "object", "properties": {"text": {"type": "string"}, "type": {"type": "string",
