@@ -28,6 +28,7 @@ from labeler.errors import ReviewError
 from labeler.review.agreement import Agreement, run_agreement
 from labeler.review.answers import check_answers, read_answers
 from labeler.review.common import LABEL, Answer
+from labeler.review.tasktype_formats import item_texts, run_kind
 from labeler.store import RunStore
 from labeler.store.rows import Review
 
@@ -137,7 +138,8 @@ def import_reviews(
     reviewer_map: Path | None = None,
 ) -> ImportSummary:
     """Read a review tool's export, validate every answer, then sync them into the run (all or none)."""
-    parsed = read_answers(path, fmt, label_control=label_control, include_drafts=include_drafts)
+    kind = run_kind(run_dir)  # multi-label / span tasks: labeler.review.tasktype_formats (None: single label)
+    parsed = read_answers(path, fmt, label_control=label_control, include_drafts=include_drafts, kind=kind)
     rename = _renamer(read_reviewer_map(reviewer_map) if reviewer_map else {}, parsed.aliases)
     answers, duplicates = keep_latest(replace(a, reviewer=rename(a.reviewer or reviewer)) for a in parsed.answers)
     scope = None
@@ -155,6 +157,8 @@ def import_reviews(
             default_reviewer=reviewer,
             source=source,
             adjudication=adjudication,
+            kind=kind,
+            texts=item_texts(store) if kind is not None else None,
         )
         stored = store.reviews()
         plan = plan_sync(stored, reviews, source=source, items=parsed.items, reviewers=scope)

@@ -34,6 +34,7 @@ from labeler.review.live_common import (
     reviewer_quality,
 )
 from labeler.review.queue_export import shows_suggestion
+from labeler.review.tasktype_formats import kind_of, pull_check
 from labeler.store import RunStore
 from labeler.store.rows import QueueEntry
 
@@ -131,6 +132,7 @@ def push_run(
             agent=agent,
             suggest=suggest,
             gold=frozenset(gold_ids),
+            kind=kind_of(task),  # multi-label / span tasks (labeler.review.tasktype_formats); None: single
         )
         if tool == "labelstudio":
             from labeler.review import live_labelstudio as ls
@@ -229,13 +231,13 @@ def pull_run(
 
             client = ls.LabelStudio(base, key, transport=transport)
             try:
-                pulled, users, at = ls.pull(client, int(entry["project"]))
+                pulled, users, at = ls.pull(client, int(entry["project"]), kind=kind_of(task))
             finally:
                 client.close()
         else:
             from labeler.review import live_argilla as ag
 
-            pulled, users, at = ag.pull(base, key, str(entry["project"]), adjudicators=adjudicators)
+            pulled, users, at = ag.pull(base, key, str(entry["project"]), adjudicators=adjudicators, kind=kind_of(task))
         plan = plan_pull(
             store.reviews(),
             pulled,
@@ -244,6 +246,7 @@ def pull_run(
             gold_items=entry["gold"],
             labels=task.label_names,
             reasons=task.review.reasons,
+            check=pull_check(kind_of(task), store),
         )
         _, removed = store.sync_reviews(plan.put, plan.remove)
         gold = {i: g for i, g in store.gold_labels().items() if i in set(entry["gold"])}
