@@ -271,12 +271,12 @@ def ag_question(kind: TaskType, name: str, title: str) -> dict[str, Any]:
     if kind.name == SPANS:
         settings: dict[str, Any] = {"type": "span", "field": "text", "options": options,
                                     "visible_options": visible, "allow_overlapping": bool(kind.allow_overlap)}  # type: ignore[attr-defined]
-        required = False  # a text may hold no span: submitting none is an answer
     else:
         settings = {"type": "multi_label_selection", "options": options, "visible_options": visible,
                     "options_order": "natural"}
-        required = getattr(kind, "min_labels", 0) > 0
-    return {"name": name, "title": title, "description": None, "required": required, "settings": settings}
+    # required: argilla-server publishes no dataset without a required question. A span answer may be the
+    # empty list (no span in the text); a multi-label one may not (argilla-server refuses it)
+    return {"name": name, "title": title, "description": None, "required": True, "settings": settings}
 
 
 def ag_suggestion(kind: TaskType, stored: str | None, *, score: float | None, agent: str) -> dict[str, Any] | None:
