@@ -93,7 +93,9 @@ def read_humans(
 ) -> RunHumans:
     """The run's human labels: its reviews, its gold column (unless use_gold=False) and `extra`
     (item id, reviewer, label) triples, e.g. from `labeler eval --human FILE`. Labels are matched to the
-    label set case-insensitively and stored as the config spells them; the rest are counted, not used."""
+    label set case-insensitively and stored as the config spells them; the rest are counted, not used. A
+    multi-label or span run's labels are encoded annotations (canonical as the review import stores them):
+    votes compare as those texts."""
     canon = {lab.lower(): lab for lab in labels}
     annotated = _annotated(store)
     ids = store.item_ids()

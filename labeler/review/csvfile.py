@@ -10,6 +10,11 @@ Every cell goes through `labeler.safe_text.csv_cell` (a cell a spreadsheet would
 leading '), and `parse_csv` undoes it, so ids and labels come back as they were. Rows whose human_label
 is empty are not reviewed yet. One file may hold several reviewers' rows (the reviewer column) or one
 reviewer's (then pass --reviewer).
+
+Multi-label and span tasks (labeler.review.tasktype_formats): llm_label and human_label hold labels
+separated by ";" ("-" when none applies) or the spans as JSON in one cell, `[{"start": 0, "end": 12,
+"type": "PER"}]` with code-point offsets (`{"text": ..., "type": ...}` without offsets is placed at the
+quote's first free occurrence); the import checks them against the task and the item's text.
 """
 
 from __future__ import annotations
