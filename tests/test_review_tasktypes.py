@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +274,35 @@ def test_two_reviewers_majority_on_encoded_values(tmp_path: Path) -> None:
         _fill_csv(path, {i: _cell(run, v) for i, v in cells.items()}, reviewer=name)
         import_reviews(run.run_dir, path)
     assert final_labels(run, tmp_path / "final.jsonl") == run.human
+
+
+# --- the live pull's readers, without a server ----------------------------------------------------------
+def test_live_pull_readers_and_check(tmp_path: Path) -> None:
+    """Label Studio's and Argilla's pulled answers become the stored encodings; a bad one is one line."""
+    from labeler.review.live_argilla import pulled_from_records
+    from labeler.review.live_common import plan_pull
+    from labeler.review.live_labelstudio import pulled_from_export
+    from labeler.review.tasktype_formats import pull_check
+    from labeler.store import RunStore
+
+    run = make_task_run(tmp_path, "spans")
+    files = export_queue(run.run_dir, tmp_path / "tasks.json", "labelstudio")
+    ls = pulled_from_export(_ls_export(run, json.loads(files[0].read_text())), kind=run.kind)
+    ag = pulled_from_records(
+        [{"id": f"r{i}", "external_id": i, "responses": [{"user_id": "u9", "status": "submitted", "values": {
+            "label": {"value": [{"label": s.type, "start": s.start, "end": s.end} for s in v]}}}]}
+         for i, v in run.human.items()],
+        kind=run.kind,
+    )
+    store = RunStore.open(run.run_dir)
+    try:
+        check = pull_check(run.kind, store)
+        assert check is not None
+        for pulled, source in ((ls, "labelstudio"), (ag, "argilla")):
+            plan = plan_pull({}, pulled, source=source, items=run.texts, labels=TYPES, check=check)
+            assert {r.item_id: run.kind.decode(r.label) for r in plan.put} == run.human
+        bad = replace(ag[0], label='[{"start": 0, "end": 12, "type": "PER"}, {"start": 4, "end": 8, "type": "ORG"}]')
+        with pytest.raises(ReviewError, match=r"^answer rt00:u9 \(item t00\): spans 0-12 .* overlap; the task"):
+            plan_pull({}, [bad], source="argilla", items=run.texts, labels=TYPES, check=check)
+    finally:
+        store.close()
