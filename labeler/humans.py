@@ -85,6 +85,17 @@ class RunHumans:
         return None if v is None else v.label
 
 
+def _annotated(store: RunStore) -> bool:
+    """Whether the run is of a multi-label or span task, whose labels are encoded annotations (`kind.encode`,
+    canonical as the review import and pull store them): votes then compare as those texts."""
+    from labeler.errors import RunStoreError
+
+    try:
+        return store.task().kind.type != "single"
+    except RunStoreError:  # no config snapshot: a single-label run of an older version
+        return False
+
+
 def read_humans(
     store: RunStore,
     labels: Sequence[str],
@@ -95,9 +106,12 @@ def read_humans(
 ) -> RunHumans:
     """The run's human labels: its reviews, its gold column (unless use_gold=False) and `extra`
     (item id, reviewer, label) triples, e.g. from `labeler eval --human FILE`. Labels are matched to the
-    label set case-insensitively and stored as the config spells them; the rest are counted, not used.
-    `consensus` (item -> (label, posterior)) switches to the aggregation mode for the items it names."""
+    label set case-insensitively and stored as the config spells them; the rest are counted, not used. A
+    multi-label or span run's labels are encoded annotations (canonical as the review import stores them):
+    votes compare as those texts. `consensus` (item -> (label, posterior)) switches to the aggregation mode
+    for the items it names."""
     canon = {lab.lower(): lab for lab in labels}
+    annotated = _annotated(store)
     ids = store.item_ids()
     votes: dict[str, dict[str, str]] = {}
     adjudicated: dict[str, str] = {}
@@ -110,7 +124,7 @@ def read_humans(
         if item_id not in ids:
             missing += 1
             return None
-        lab = canon.get(str(label).strip().lower())
+        lab = str(label) if annotated else canon.get(str(label).strip().lower())
         if lab is None:
             unknown[str(label)] += 1
         return lab

@@ -42,7 +42,9 @@ def agreement(labels_by_item: Mapping[str, Mapping[str, str]], *, labels: Sequen
         if not ya:
             continue
         same = sum(x == y for x, y in zip(ya, yb, strict=True)) / len(ya)
-        kappa = float(cohen_kappa_score(ya, yb, labels=list(labels))) if len(set(ya) | set(yb)) > 1 else None
+        seen = set(ya) | set(yb)  # multi-label / span annotations: each distinct encoded value is a category
+        cats = list(labels) if seen <= set(labels) else sorted(set(labels) | seen)
+        kappa = float(cohen_kappa_score(ya, yb, labels=cats)) if len(seen) > 1 else None
         pairs.append(PairAgreement(a, b, len(ya), same, kappa))
     return Agreement(len(shared), all_agree, tuple(pairs))
 

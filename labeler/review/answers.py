@@ -26,7 +26,9 @@ from labeler.review.argilla import parse_argilla
 from labeler.review.common import LABEL, Answer, Parsed
 from labeler.review.csvfile import parse_csv, read_table
 from labeler.review.labelstudio import parse_labelstudio, parse_labelstudio_flat
+from labeler.review.tasktype_formats import check_value
 from labeler.store.rows import Review
+from labeler.tasktypes import TaskType
 
 FORMATS = ("labelstudio", "argilla", "csv")
 _LS_FLAT_KEYS = frozenset({"annotator", "annotation_id"})
@@ -54,15 +56,15 @@ def _load_jsonl(path: Path) -> list[Any]:
     return out
 
 
-def _table(path: Path, fmt: str | None, label_control: str) -> Parsed:
+def _table(path: Path, fmt: str | None, label_control: str, kind: TaskType | None = None) -> Parsed:
     header, rows = read_table(path)
     cols = set(header)
     ours = {"id", "human_label"} <= cols
     label_studio = "item_id" in cols and bool(cols & (_LS_FLAT_KEYS | {label_control}))
     if fmt == "csv" or (fmt is None and ours):
-        return parse_csv(path)
+        return parse_csv(path, kind=kind)
     if fmt in (None, "labelstudio") and label_studio:
-        return parse_labelstudio_flat(rows, fmt="labelstudio-csv", label_control=label_control)
+        return parse_labelstudio_flat(rows, fmt="labelstudio-csv", label_control=label_control, kind=kind)
     if fmt == "argilla":
         raise ReviewError(
             f"{path.name}: Argilla exports are JSON; write them with "
@@ -100,7 +102,14 @@ def _json_shape(data: Any) -> str | None:
 
 
 def _parse_json(
-    data: Any, fmt: str | None, *, name: str, label_control: str, include_drafts: bool, jsonl: bool
+    data: Any,
+    fmt: str | None,
+    *,
+    name: str,
+    label_control: str,
+    include_drafts: bool,
+    jsonl: bool,
+    kind: TaskType | None = None,
 ) -> Parsed:
     if isinstance(data, list) and not data:
         raise ReviewError(
@@ -113,13 +122,17 @@ def _parse_json(
     elif fmt == "argilla":
         shape = "argilla"
     if shape == "labelstudio":
-        return parse_labelstudio(data, label_control=label_control)
+        return parse_labelstudio(data, label_control=label_control, kind=kind)
     if shape == "labelstudio-min":
         records = data if isinstance(data, list) else [data]
-        return parse_labelstudio_flat(records, fmt="labelstudio-min", label_control=label_control)
+        return parse_labelstudio_flat(records, fmt="labelstudio-min", label_control=label_control, kind=kind)
     if shape == "argilla":
         return parse_argilla(
-            data, include_drafts=include_drafts, label_control=label_control, fmt="argilla-jsonl" if jsonl else None
+            data,
+            include_drafts=include_drafts,
+            label_control=label_control,
+            fmt="argilla-jsonl" if jsonl else None,
+            kind=kind,
         )
     first = data[0] if isinstance(data, list) else data
     keys = ", ".join(map(str, list(first)[:10])) if isinstance(first, Mapping) else type(first).__name__
@@ -130,22 +143,34 @@ def _parse_json(
 
 
 def read_answers(
-    path: Path, fmt: str | None = None, *, label_control: str = LABEL, include_drafts: bool = False
+    path: Path,
+    fmt: str | None = None,
+    *,
+    label_control: str = LABEL,
+    include_drafts: bool = False,
+    kind: TaskType | None = None,
 ) -> Parsed:
     """What `path` holds (the format guessed from the content when `fmt` is None; see the module
-    docstring). Raises ReviewError when the file yields no answer, saying why."""
+    docstring). Raises ReviewError when the file yields no answer, saying why. `kind`: the task type of a
+    multi-label or span task (labeler.review.tasktype_formats), None for single labels."""
     if not path.is_file():
         raise ReviewError(f"{path} not found; pass the file your review tool exported")
     if fmt is not None and fmt not in FORMATS:
         raise ReviewError(f"unknown review format {fmt!r}; use one of {', '.join(FORMATS)}")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv") or fmt == "csv":
-        parsed = _table(path, fmt, label_control)
+        parsed = _table(path, fmt, label_control, kind)
     else:
         jsonl = suffix in (".jsonl", ".ndjson")
         data = _load_jsonl(path) if jsonl else _load_json(path, fmt)
         parsed = _parse_json(
-            data, fmt, name=path.name, label_control=label_control, include_drafts=include_drafts, jsonl=jsonl
+            data,
+            fmt,
+            name=path.name,
+            label_control=label_control,
+            include_drafts=include_drafts,
+            jsonl=jsonl,
+            kind=kind,
         )
     if not parsed.answers:
         raise ReviewError(f"{path.name} ({parsed.fmt}): no answers to import: {parsed.empty_why}")
@@ -161,16 +186,21 @@ def check_answers(
     default_reviewer: str | None,
     source: str,
     adjudication: bool = False,
+    kind: TaskType | None = None,
+    texts: dict[str, str] | None = None,
 ) -> list[Review]:
     """Validate answers against the run: known item ids, labels and correction reasons (case-insensitive,
-    stored as the config spells them), a reviewer for each. Errors name the row and the fix."""
+    stored as the config spells them), a reviewer for each. Errors name the row and the fix. A multi-label
+    or span task (`kind`, with the run's item `texts`) checks each answer with `tasktype_formats.check_value`."""
     canon = {lab.lower(): lab for lab in labels}
     why = {r.lower(): r for r in reasons}
     out = []
     for a in answers:
         if a.item_id not in item_ids:
             raise ReviewError(f"{a.where}: unknown item id {a.item_id!r}; import into the run it was exported from")
-        label = canon.get(a.label.strip().lower())
+        label: str | None = canon.get(a.label.strip().lower())
+        if kind is not None:
+            label = check_value(kind, a.label, (texts or {}).get(a.item_id), where=a.where)
         if label is None:
             raise ReviewError(f"{a.where}: label {a.label!r} is not one of: {', '.join(labels)}")
         reason = None

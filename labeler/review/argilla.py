@@ -28,7 +28,9 @@ from typing import Any
 
 from labeler.errors import ReviewError
 from labeler.review.common import LABEL, NOTE, REASON, Answer, Parsed, note_or_none, score, text_or_none
+from labeler.review.tasktype_formats import ag_question, ag_suggestion, ag_value
 from labeler.store.rows import QueueEntry
+from labeler.tasktypes import TaskType
 
 AGENT_PATTERN = r"^[a-zA-Z0-9-_:\.\/\s]*[a-zA-Z0-9][a-zA-Z0-9-_:\.\/\s]*$"  # argilla-server 2.8 AGENT_REGEX
 ROUTING_REASONS = ("failed", "low_confidence", "disagreement", "active_learning", "audit")  # router.REASONS
@@ -65,9 +67,17 @@ def _metadata(name: str, settings: dict[str, Any], visible: bool) -> dict[str, A
 
 
 def argilla_settings(
-    labels: Sequence[str], reasons: Sequence[str], *, guidelines: str = "", overlap: int = 1, blind: bool = False
+    labels: Sequence[str],
+    reasons: Sequence[str],
+    *,
+    guidelines: str = "",
+    overlap: int = 1,
+    blind: bool = False,
+    kind: TaskType | None = None,
 ) -> dict[str, Any]:
-    """Dataset settings as `rg.Settings.serialize` writes them. With `blind` there is no metadata."""
+    """Dataset settings as `rg.Settings.serialize` writes them. With `blind` there is no metadata. A
+    multi-label task (`kind`) asks a MultiLabelQuestion, a span task a SpanQuestion over the text (and
+    the LLM's annotation is no metadata term)."""
     text_field = {"type": "text", "use_markdown": False}
     metadata = [
         _metadata("rank", {"type": "integer", "min": None, "max": None}, True),
@@ -75,11 +85,14 @@ def argilla_settings(
         _metadata("llm_label", {"type": "terms", "values": list(labels)}, False),
         _metadata("confidence", {"type": "float", "min": None, "max": None}, False),
     ]
+    if kind is not None:
+        metadata = [m for m in metadata if m["name"] != "llm_label"]
+    label = _question(LABEL, labels, True, "Label") if kind is None else ag_question(kind, LABEL, "Label")
     return {
         "guidelines": guidelines or "Choose the label that fits the text.",
         "fields": [{"name": "text", "title": "text", "required": True, "description": None, "settings": text_field}],
         "questions": [
-            _question(LABEL, labels, True, "Label"),
+            label,
             _question(REASON, reasons, False, "If you changed the suggestion, why?"),
             {"name": NOTE, "title": "Note", "description": None, "required": False, "settings": text_field},
         ],
@@ -91,15 +104,27 @@ def argilla_settings(
 
 
 def argilla_records(
-    entries: Sequence[QueueEntry], *, agent: str, suggest: Collection[str], blind: bool = False
+    entries: Sequence[QueueEntry],
+    *,
+    agent: str,
+    suggest: Collection[str],
+    blind: bool = False,
+    kind: TaskType | None = None,
 ) -> list[dict[str, Any]]:
     """Records as `Record.to_dict` writes them, in the order given: the record id is the item id; the
-    LLM's label is a suggestion on the items in `suggest`; with `blind` the metadata is empty."""
+    LLM's label is a suggestion on the items in `suggest`; with `blind` the metadata is empty. A
+    multi-label or span task (`kind`): the suggestion is the list of labels or of spans, each scored."""
     records = []
     for e in entries:
         meta: dict[str, Any] = {} if blind else {"rank": e.rank, "reasons": list(e.reasons)}
         suggestions: dict[str, Any] = {}
-        if e.item_id in suggest and e.llm_label is not None:
+        if e.item_id in suggest and e.llm_label is not None and kind is not None:
+            if e.confidence is not None:
+                meta["confidence"] = score(e.confidence)
+            sugg = ag_suggestion(kind, e.llm_label, score=score(e.confidence), agent=agent)
+            if sugg is not None:
+                suggestions[LABEL] = sugg
+        elif e.item_id in suggest and e.llm_label is not None:
             meta["llm_label"] = e.llm_label
             if e.confidence is not None:
                 meta["confidence"] = score(e.confidence)
@@ -179,9 +204,15 @@ def _records_of(data: Any) -> tuple[list[Any], str]:
 
 
 def parse_argilla(
-    data: Any, *, include_drafts: bool = False, label_control: str = LABEL, fmt: str | None = None
+    data: Any,
+    *,
+    include_drafts: bool = False,
+    label_control: str = LABEL,
+    fmt: str | None = None,
+    kind: TaskType | None = None,
 ) -> Parsed:
-    """Answers from an Argilla export (see the module docstring for the shapes and the status rule)."""
+    """Answers from an Argilla export (see the module docstring for the shapes and the status rule). A
+    multi-label or span task (`kind`): the answer is the list of labels or of {label, start, end}."""
     records, shape = _records_of(data)
     fmt = fmt or shape
     answers: list[Answer] = []
@@ -202,7 +233,7 @@ def parse_argilla(
         per_user: dict[str, dict[str, Any]] = defaultdict(dict)
         orders: dict[str, tuple[str, float]] = {}
         for question, value, user, status, carried, order in _responses(rec):
-            if value in (None, "", []):
+            if value in (None, "") or (value == [] and (kind is None or question != label_control)):
                 continue
             questions[question] += 1
             counted = response_counts(status, include_drafts=include_drafts)
@@ -216,12 +247,14 @@ def parse_argilla(
                 orders[str(user) if user is not None else ""] = order
         for user, got in sorted(per_user.items()):
             if label_control in got:
+                where = f"record {i} (id {item_id})"
+                label = str(got[label_control]) if kind is None else ag_value(kind, got[label_control], where=where)
                 answers.append(
                     Answer(
-                        f"record {i} (id {item_id})",
+                        where,
                         item_id,
                         user or None,
-                        str(got[label_control]),
+                        label,
                         text_or_none(got.get(REASON)),
                         note_or_none(got.get(NOTE)),
                         order=orders[user],

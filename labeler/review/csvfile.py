@@ -10,6 +10,11 @@ Every cell goes through `labeler.safe_text.csv_cell` (a cell a spreadsheet would
 leading '), and `parse_csv` undoes it, so ids and labels come back as they were. Rows whose human_label
 is empty are not reviewed yet. One file may hold several reviewers' rows (the reviewer column) or one
 reviewer's (then pass --reviewer).
+
+Multi-label and span tasks (labeler.review.tasktype_formats): llm_label and human_label hold labels
+separated by ";" ("-" when none applies) or the spans as JSON in one cell, `[{"start": 0, "end": 12,
+"type": "PER"}]` with code-point offsets (`{"text": ..., "type": ...}` without offsets is placed at the
+quote's first free occurrence); the import checks them against the task and the item's text.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from pathlib import Path
 
 from labeler.errors import ReviewError
 from labeler.review.common import NOTE, REASON, Answer, Parsed, note_or_none, text_or_none
+from labeler.review.tasktype_formats import csv_shown, csv_value
 from labeler.safe_text import csv_cell, csv_uncell, visible
 from labeler.store.rows import QueueEntry
+from labeler.tasktypes import TaskType
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -30,8 +37,11 @@ CSV_COLUMNS = ("id", "text", "llm_label", "confidence", "reasons", "rank")
 CSV_ANSWER_COLUMNS = ("human_label", "reviewer", "correction_reason", "note")
 
 
-def write_queue_csv(path: Path, entries: Sequence[QueueEntry], *, suggest: Collection[str], blind: bool) -> None:
-    """The queue as the review CSV, in the order given; the LLM's label shown on the items in `suggest`."""
+def write_queue_csv(
+    path: Path, entries: Sequence[QueueEntry], *, suggest: Collection[str], blind: bool, kind: TaskType | None = None
+) -> None:
+    """The queue as the review CSV, in the order given; the LLM's label shown on the items in `suggest`.
+    A multi-label or span task (`kind`) shows labels as "a;b" and spans as JSON (labeler.review.tasktype_formats)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
@@ -40,7 +50,8 @@ def write_queue_csv(path: Path, entries: Sequence[QueueEntry], *, suggest: Colle
             show = e.item_id in suggest
             conf = "" if not show or e.confidence is None else f"{e.confidence:.4f}"
             reasons, rank = ("", "") if blind else (";".join(e.reasons), str(e.rank))
-            row = [e.item_id, e.text, e.llm_label if show else "", conf, reasons, rank, *[""] * 4]
+            llm = (e.llm_label or "") if kind is None else csv_shown(kind, e.llm_label)
+            row = [e.item_id, e.text, llm if show else "", conf, reasons, rank, *[""] * 4]
             # ids stay verbatim (the import matches them); every other cell shows control characters visibly
             w.writerow([csv_cell(visible(c) if i and isinstance(c, str) else c) for i, c in enumerate(row)])
 
@@ -57,8 +68,9 @@ def read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         raise ReviewError(f"{path.name} cannot be read as {delimiter!r}-separated UTF-8 text ({exc})") from None
 
 
-def parse_csv(path: Path) -> Parsed:
-    """Answers from the review CSV once filled in (see the module docstring)."""
+def parse_csv(path: Path, *, kind: TaskType | None = None) -> Parsed:
+    """Answers from the review CSV once filled in (see the module docstring). With a multi-label or span
+    task (`kind`) human_label holds "a;b" ("-": none applies) or the spans' JSON ("[]": no span)."""
     header, rows = read_table(path)
     if not {"id", "human_label"} <= set(header):
         raise ReviewError(f"{path.name} needs the columns id and human_label (as `labeler review export` writes)")
@@ -79,6 +91,8 @@ def parse_csv(path: Path) -> Parsed:
         label = cell("human_label")
         if label is not None:
             where = f"row {i} (id {item_id})"
+            if kind is not None:
+                label = csv_value(kind, label, where=where)
             note = note_or_none(csv_uncell(row.get(NOTE) or ""))  # as written: no strip
             answers.append(Answer(where, item_id, reviewer, label, cell(REASON), note, order=("", float(i))))
     why = ""

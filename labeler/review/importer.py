@@ -33,6 +33,7 @@ from labeler.review.agreement import Agreement, run_agreement
 from labeler.review.answers import check_answers, read_answers
 from labeler.review.common import LABEL, Answer, Parsed
 from labeler.review.origin import Origin, claims
+from labeler.review.tasktype_formats import item_texts, run_kind
 from labeler.store import RunStore
 from labeler.store.rows import Review
 
@@ -179,7 +180,8 @@ def import_reviews(
 ) -> ImportSummary:
     """Read a review tool's export, validate every answer, then sync them into the run (all or none).
     `other_project`: import a file of another project than the run's (see the module docstring)."""
-    parsed = read_answers(path, fmt, label_control=label_control, include_drafts=include_drafts)
+    kind = run_kind(run_dir)  # multi-label / span tasks: labeler.review.tasktype_formats (None: single label)
+    parsed = read_answers(path, fmt, label_control=label_control, include_drafts=include_drafts, kind=kind)
     rename = _renamer(read_reviewer_map(reviewer_map) if reviewer_map else {}, parsed.aliases)
     answers, duplicates = keep_latest(replace(a, reviewer=rename(a.reviewer or reviewer)) for a in parsed.answers)
     scope = None
@@ -197,6 +199,8 @@ def import_reviews(
             default_reviewer=reviewer,
             source=source,
             adjudication=adjudication,
+            kind=kind,
+            texts=item_texts(store) if kind is not None else None,
         )
         origin = file_origin(store, parsed, other_project=other_project)
         reviews = [replace(r, origin=origin.key()) for r in reviews]

@@ -29,7 +29,9 @@ from xml.sax.saxutils import quoteattr
 
 from labeler.errors import ReviewError
 from labeler.review.common import LABEL, NOTE, REASON, Answer, Parsed, note_or_none, score, text_or_none
+from labeler.review.tasktype_formats import ls_label_control, ls_results, ls_value
 from labeler.store.rows import QueueEntry
+from labeler.tasktypes import TaskType
 
 # keys of a JSON-MIN record / CSV row that are not controls (Label Studio's own, and the task data we write)
 _NOT_CONTROLS = frozenset(
@@ -39,16 +41,25 @@ _NOT_CONTROLS = frozenset(
 
 
 # --- export -------------------------------------------------------------------------------------------
-def labelstudio_config(labels: Sequence[str], reasons: Sequence[str]) -> str:
+def labelstudio_config(labels: Sequence[str], reasons: Sequence[str], *, kind: TaskType | None = None) -> str:
     """The labeling config: the text, one required single choice among the labels, an optional
-    correction reason from the task's taxonomy and an optional note."""
-    choices = "\n".join(f"    <Choice value={quoteattr(lab)}/>" for lab in labels)
+    correction reason from the task's taxonomy and an optional note. A multi-label task (`kind`) has
+    `<Choices choice="multiple">` instead, a span task `<Labels>` over the text."""
     why = "\n".join(f"    <Choice value={quoteattr(r)}/>" for r in reasons)
+    text = '  <Text name="text" value="$text"/>\n'
+    if kind is None:
+        choices = "\n".join(f"    <Choice value={quoteattr(lab)}/>" for lab in labels)
+        control = (
+            f'  <Choices name="{LABEL}" toName="text" choice="single" showInLine="true" required="true">\n'
+            f"{choices}\n  </Choices>\n"
+        )
+    else:
+        tag = "Label" if kind.name == "spans" else "Choice"
+        control = ls_label_control(kind, LABEL, "\n".join(f"    <{tag} value={quoteattr(lab)}/>" for lab in labels))
+    first, second = (control, text) if kind is not None and kind.name == "spans" else (text, control)
     return (
         "<View>\n"
-        '  <Text name="text" value="$text"/>\n'
-        f'  <Choices name="{LABEL}" toName="text" choice="single" showInLine="true" required="true">\n'
-        f"{choices}\n  </Choices>\n"
+        f"{first}{second}"
         '  <Header value="If you changed the suggestion, why?"/>\n'
         f'  <Choices name="{REASON}" toName="text" choice="single" showInLine="true" required="false">\n'
         f"{why}\n  </Choices>\n"
@@ -58,10 +69,16 @@ def labelstudio_config(labels: Sequence[str], reasons: Sequence[str]) -> str:
 
 
 def labelstudio_tasks(
-    entries: Sequence[QueueEntry], *, model_version: str, suggest: Collection[str], blind: bool = False
+    entries: Sequence[QueueEntry],
+    *,
+    model_version: str,
+    suggest: Collection[str],
+    blind: bool = False,
+    kind: TaskType | None = None,
 ) -> list[dict[str, Any]]:
     """Tasks in Label Studio's basic JSON, in the order given. The LLM's label is a prediction on the
-    items in `suggest`; with `blind` the data holds the text and item id only."""
+    items in `suggest`; with `blind` the data holds the text and item id only. A multi-label or span task
+    (`kind`): the prediction chooses every label, or marks every span (UTF-16 offsets, with the score)."""
     tasks = []
     for n, e in enumerate(entries, start=1):
         data: dict[str, Any] = {"text": e.text, "item_id": e.item_id}
@@ -70,8 +87,12 @@ def labelstudio_tasks(
         task: dict[str, Any] = {"id": n if blind else e.rank, "data": data}
         if e.item_id in suggest and e.llm_label is not None:
             data["llm_label"] = e.llm_label
-            result = {"from_name": LABEL, "to_name": "text", "type": "choices", "value": {"choices": [e.llm_label]}}
-            prediction: dict[str, Any] = {"model_version": model_version, "result": [result]}
+            if kind is None:
+                value = {"choices": [e.llm_label]}
+                results = [{"from_name": LABEL, "to_name": "text", "type": "choices", "value": value}]
+            else:
+                results = ls_results(kind, e.llm_label, e.text, control=LABEL, score=score(e.confidence))
+            prediction: dict[str, Any] = {"model_version": model_version, "result": results}
             if e.confidence is not None:
                 prediction["score"] = score(e.confidence)
             task["predictions"] = [prediction]
@@ -151,9 +172,10 @@ def ground_truth(annotation: Mapping[str, Any]) -> bool:
     return str(annotation.get("ground_truth", "")).strip().lower() in ("true", "1")
 
 
-def parse_labelstudio(tasks: Any, *, label_control: str = LABEL) -> Parsed:
+def parse_labelstudio(tasks: Any, *, label_control: str = LABEL, kind: TaskType | None = None) -> Parsed:
     """Answers from Label Studio's JSON export: per task its data.item_id, per annotation (not cancelled)
-    the `label_control` choice, the optional reason and note, the author and its time."""
+    the `label_control` choice, the optional reason and note, the author and its time. A multi-label or
+    span task (`kind`): every choice, or every region (UTF-16 offsets to code points), of the annotation."""
     if isinstance(tasks, Mapping):
         tasks = [tasks]
     if not isinstance(tasks, list):
@@ -179,8 +201,13 @@ def parse_labelstudio(tasks: Any, *, label_control: str = LABEL) -> Parsed:
                 continue
             where = f"task {i} annotation {j} (item {item_id})"
             got: dict[str, Any] = {}
+            if kind is not None:
+                got[label_control] = ls_value(kind, ann.get("result") or [], data.get("text"), control=label_control,
+                                              where=where)
             for res in ann.get("result") or []:
                 value, name = res.get("value") or {}, str(res.get("from_name"))
+                if kind is not None and name == label_control:
+                    continue
                 if "choices" in value:
                     got[name] = _one_choice(value, where, name) if name == label_control else value["choices"]
                     if name not in (label_control, REASON):
@@ -242,9 +269,21 @@ def _flat_value(value: Any) -> Any:
     return value
 
 
-def parse_labelstudio_flat(records: Sequence[Mapping[str, Any]], *, fmt: str, label_control: str = LABEL) -> Parsed:
+def _flat_results(raw: Any, control: str) -> list[dict[str, Any]]:
+    """A flat record's value of the label control as results: {"choices": [...]} / a name, or regions."""
+    if isinstance(raw, Mapping):
+        raw = raw.get("choices")
+    if isinstance(raw, list) and all(isinstance(v, Mapping) for v in raw):
+        return [{"from_name": control, "value": v} for v in raw]
+    return [{"from_name": control, "value": {"choices": raw if isinstance(raw, list) else [raw]}}]
+
+
+def parse_labelstudio_flat(
+    records: Sequence[Mapping[str, Any]], *, fmt: str, label_control: str = LABEL, kind: TaskType | None = None
+) -> Parsed:
     """Answers from Label Studio's JSON-MIN export (fmt "labelstudio-min") or its CSV/TSV export
-    ("labelstudio-csv"): one flat record per annotation, the task data and the controls as keys."""
+    ("labelstudio-csv"): one flat record per annotation, the task data and the controls as keys. A
+    multi-label or span task (`kind`): the control holds {"choices": [...]} or the regions."""
     what = "row" if fmt == "labelstudio-csv" else "record"
     answers: list[Answer] = []
     items: set[str] = set()
@@ -258,7 +297,13 @@ def parse_labelstudio_flat(records: Sequence[Mapping[str, Any]], *, fmt: str, la
             raise ReviewError(f"{what} {i}: no item_id; import tasks made by `labeler review export`")
         items.add(item_id)
         where = f"{what} {i} (item {item_id})"
-        label = text_or_none(_one_choice(_flat_value(rec.get(label_control)), where, label_control))
+        if kind is not None:
+            raw = _flat_value(rec.get(label_control))
+            label = None if raw in (None, "") else ls_value(
+                kind, _flat_results(raw, label_control), rec.get("text"), control=label_control, where=where
+            )
+        else:
+            label = text_or_none(_one_choice(_flat_value(rec.get(label_control)), where, label_control))
         if label is None:
             other.update(k for k, v in rec.items() if k not in _NOT_CONTROLS and k != label_control and v)
             continue

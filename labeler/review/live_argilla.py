@@ -29,7 +29,9 @@ from labeler.errors import ReviewError
 from labeler.review.argilla import argilla_records, argilla_settings, response_counts
 from labeler.review.common import LABEL, NOTE, REASON, note_or_none
 from labeler.review.live_common import Pulled
+from labeler.review.tasktype_formats import ag_value
 from labeler.store.rows import QueueEntry
+from labeler.tasktypes import TaskType
 
 SOURCE = "argilla"
 WORKSPACE = "labeler"
@@ -79,15 +81,19 @@ def _client(url: str, key: str) -> Any:
     return client
 
 
-def live_settings(labels: Sequence[str], reasons: Sequence[str], *, guidelines: str, overlap: int) -> dict[str, Any]:
+def live_settings(
+    labels: Sequence[str], reasons: Sequence[str], *, guidelines: str, overlap: int, kind: TaskType | None = None
+) -> dict[str, Any]:
     """The dataset settings: ours with no metadata at all, overlap as the task distribution."""
-    return argilla_settings(labels, reasons, guidelines=guidelines, overlap=overlap, blind=True)
+    return argilla_settings(labels, reasons, guidelines=guidelines, overlap=overlap, blind=True, kind=kind)
 
 
-def live_records(entries: Sequence[QueueEntry], *, agent: str, suggest: Collection[str]) -> list[dict[str, Any]]:
+def live_records(
+    entries: Sequence[QueueEntry], *, agent: str, suggest: Collection[str], kind: TaskType | None = None
+) -> list[dict[str, Any]]:
     """Records as `rg.Record.from_dict` takes them: id = item id, fields.text, a suggestion on the items in
     `suggest`, no metadata (nothing that tells an audit or gold item from another)."""
-    records = argilla_records(entries, agent=agent, suggest=suggest, blind=True)
+    records = argilla_records(entries, agent=agent, suggest=suggest, blind=True, kind=kind)
     for r in records:
         r["metadata"] = {}
     return records
@@ -128,13 +134,14 @@ def push(
     agent: str,
     suggest: frozenset[str],
     gold: frozenset[str] = frozenset(),
+    kind: TaskType | None = None,
 ) -> Pushed:
     """Create or reuse dataset `name`, then log the records it does not have yet, in `ordered` order.
     Any SDK or HTTP error is one line naming the fix."""
     with sdk_errors(url, f"push dataset {name!r}"):
         rg = _sdk()
         client = _client(url, key)
-        settings = live_settings(labels, reasons, guidelines=instructions, overlap=overlap)
+        settings = live_settings(labels, reasons, guidelines=instructions, overlap=overlap, kind=kind)
         ds = client.datasets(name=name)
         created = ds is None
         if ds is None:
@@ -149,14 +156,18 @@ def push(
             have = {str(r.id) for r in ds.records(with_suggestions=False, with_responses=False)}
         todo = [e for e in ordered if e.item_id not in have]
         if todo:
-            records = [rg.Record.from_dict(r, dataset=ds) for r in live_records(todo, agent=agent, suggest=suggest)]
+            todo_records = live_records(todo, agent=agent, suggest=suggest, kind=kind)
+            records = [rg.Record.from_dict(r, dataset=ds) for r in todo_records]
             ds.records.log(records)
         return Pushed(name, created, len(todo), len(ordered) - len(todo))
 
 
-def pulled_from_records(records: Sequence[dict[str, Any]], *, adjudicators: Collection[str] = ()) -> list[Pulled]:
+def pulled_from_records(
+    records: Sequence[dict[str, Any]], *, adjudicators: Collection[str] = (), kind: TaskType | None = None
+) -> list[Pulled]:
     """Submitted answers from records in the REST shape the SDK reads ({"id", "external_id", "responses":
-    [{"user_id", "status", "values": {question: {"value"}}, "updated_at"}]}); see the module docstring."""
+    [{"user_id", "status", "values": {question: {"value"}}, "updated_at"}]}); see the module docstring. A
+    multi-label or span task (`kind`): the label is the encoded list (no span question answered: none)."""
     out = []
     for rec in records:
         item = rec.get("external_id") or rec.get("id")
@@ -164,9 +175,12 @@ def pulled_from_records(records: Sequence[dict[str, Any]], *, adjudicators: Coll
             if not response_counts(resp.get("status")):
                 continue
             values = {q: (v.get("value") if isinstance(v, dict) else v) for q, v in (resp.get("values") or {}).items()}
+            user = str(resp["user_id"])
+            if kind is not None:
+                where = f"Argilla response of user {user} (item {item})"
+                values[LABEL] = ag_value(kind, values.get(LABEL), where=where)
             if values.get(LABEL) in (None, ""):
                 continue
-            user = str(resp["user_id"])
             out.append(
                 Pulled(
                     key=f"{rec.get('id')}:{user}",
@@ -194,7 +208,7 @@ def _as_rest(record: Any) -> dict[str, Any]:
 
 
 def _pull(
-    url: str, key: str, name: str, *, adjudicators: Collection[str] = ()
+    url: str, key: str, name: str, *, adjudicators: Collection[str] = (), kind: TaskType | None = None
 ) -> tuple[list[Pulled], dict[str, str], float]:
     """The dataset's submitted answers, its users (id -> username) and the time they were read."""
     client = _client(url, key)
@@ -208,11 +222,12 @@ def _pull(
     by_name = {v: k for k, v in users.items()}
     adj = {by_name.get(a, a) for a in adjudicators}
     rest = [_as_rest(r) for r in ds.records(with_suggestions=False, with_responses=True)]
-    return pulled_from_records(rest, adjudicators=adj), users, at
+    return pulled_from_records(rest, adjudicators=adj, kind=kind), users, at
+
 
 def pull(
-    url: str, key: str, name: str, *, adjudicators: Collection[str] = ()
+    url: str, key: str, name: str, *, adjudicators: Collection[str] = (), kind: TaskType | None = None
 ) -> tuple[list[Pulled], dict[str, str], float]:
     """`_pull`, with any SDK or HTTP error (an annotator's key: ForbiddenError) as one line naming the fix."""
     with sdk_errors(url, f"pull dataset {name!r}"):
-        return _pull(url, key, name, adjudicators=adjudicators)
+        return _pull(url, key, name, adjudicators=adjudicators, kind=kind)

@@ -27,7 +27,7 @@ import logging
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from labeler.errors import ReviewError
@@ -165,11 +165,13 @@ def plan_pull(
     labels: Sequence[str],
     reasons: Sequence[str] = (),
     origin: str | None = None,
+    check: Callable[[Pulled], str] | None = None,
 ) -> PullPlan:
     """What to write and remove so the run's reviews from `source` on `items` are the pulled ones (see the
     module docstring). Labels and reasons are matched case-insensitively and stored as the task spells
     them; an unknown one is an error naming the answer. `origin` (labeler.review.origin): stored with each
-    review; reviews of `source` from another origin are neither replaced nor removed."""
+    review; reviews of `source` from another origin are neither replaced nor removed. `check` (multi-label
+    and span tasks) gives the canonical stored text of an answer's label or raises the error naming it."""
     scope, gold = set(items), set(gold_items)
     kept, dropped = keep_latest(p for p in pulled if p.item_id in scope or p.item_id in gold)
     canon = {x.lower(): x for x in labels}
@@ -179,7 +181,7 @@ def plan_pull(
     gold_answered = 0
     new: dict[tuple[str, str], Review] = {}
     for (item, reviewer), p in kept.items():
-        label = canon.get(p.label.strip().lower())
+        label = canon.get(p.label.strip().lower()) if check is None else check(p)
         reason = None if p.correction_reason is None else why.get(p.correction_reason.strip().lower())
         bad = ("label", p.label, labels) if label is None else ("correction reason", p.correction_reason, reasons)
         if label is None or (p.correction_reason is not None and reason is None):

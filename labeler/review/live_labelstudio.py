@@ -35,7 +35,9 @@ from labeler.errors import ReviewError
 from labeler.review.common import LABEL, NOTE, REASON, note_or_none
 from labeler.review.labelstudio import ground_truth, labelstudio_config, labelstudio_project, labelstudio_tasks
 from labeler.review.live_common import Pulled
+from labeler.review.tasktype_formats import ls_results, ls_value
 from labeler.store.rows import QueueEntry
+from labeler.tasktypes import TaskType
 
 META_KEY = "labelstudio_sync"
 SOURCE = "labelstudio"
@@ -152,10 +154,12 @@ def model_versions(members: Sequence[str], agent: str) -> dict[str, str]:
     return {m: f"{agent}/{m}" for m in members}
 
 
-def live_tasks(entries: Sequence[QueueEntry], *, agent: str, suggest: frozenset[str]) -> list[dict[str, Any]]:
+def live_tasks(
+    entries: Sequence[QueueEntry], *, agent: str, suggest: frozenset[str], kind: TaskType | None = None
+) -> list[dict[str, Any]]:
     """Tasks to import, in the order given: data = text + item id only; a prediction per member (its own
-    model version) on the items in `suggest`, none elsewhere."""
-    base = labelstudio_tasks(entries, model_version=agent, suggest=suggest, blind=True)
+    model version) on the items in `suggest`, none elsewhere. `kind`: a multi-label or span task's type."""
+    base = labelstudio_tasks(entries, model_version=agent, suggest=suggest, blind=True, kind=kind)
     out = []
     for e, task in zip(entries, base, strict=True):
         new: dict[str, Any] = {"data": {"text": e.text, "item_id": e.item_id}}
@@ -168,7 +172,9 @@ def live_tasks(entries: Sequence[QueueEntry], *, agent: str, suggest: frozenset[
                         "model_version": versions[m],
                         "result": [
                             {"from_name": LABEL, "to_name": "text", "type": "choices", "value": {"choices": [v]}}
-                        ],
+                        ]
+                        if kind is None
+                        else ls_results(kind, v, e.text, control=LABEL, score=None),
                     }
                     for m, v in members.items()
                 ]
@@ -179,10 +185,17 @@ def live_tasks(entries: Sequence[QueueEntry], *, agent: str, suggest: frozenset[
 
 
 def project_body(
-    labels: Sequence[str], reasons: Sequence[str], *, title: str, instructions: str, overlap: int, shown: bool
+    labels: Sequence[str],
+    reasons: Sequence[str],
+    *,
+    title: str,
+    instructions: str,
+    overlap: int,
+    shown: bool,
+    kind: TaskType | None = None,
 ) -> dict[str, Any]:
     body = labelstudio_project(
-        labelstudio_config(labels, reasons),
+        labelstudio_config(labels, reasons, kind=kind),
         title=title,
         instructions=instructions,
         overlap=overlap,
@@ -197,9 +210,10 @@ def _choice(value: Any) -> str | None:
     return str(choices[0]) if isinstance(choices, list) and len(choices) == 1 else None
 
 
-def pulled_from_export(tasks: Sequence[Mapping[str, Any]]) -> list[Pulled]:
+def pulled_from_export(tasks: Sequence[Mapping[str, Any]], *, kind: TaskType | None = None) -> list[Pulled]:
     """Submitted annotations of an export (cancelled = skipped ones are not answers; drafts are not in
-    `annotations`). The author is named by user id; ground truth marks an adjudication."""
+    `annotations`). The author is named by user id; ground truth marks an adjudication. A multi-label or
+    span task (`kind`): the label is the encoded annotation (every choice; every region, in code points)."""
     out = []
     for t in tasks:
         item = (t.get("data") or {}).get("item_id")
@@ -212,7 +226,14 @@ def pulled_from_export(tasks: Sequence[Mapping[str, Any]]) -> list[Pulled]:
             for res in ann.get("result") or []:
                 value = res.get("value") or {}
                 name = res.get("from_name")
-                got[name] = _choice(value) if "choices" in value else "\n".join(map(str, value.get("text") or []))
+                if "choices" in value:
+                    got[name] = _choice(value)
+                elif "labels" not in value:
+                    got[name] = "\n".join(map(str, value.get("text") or []))
+            if kind is not None:
+                where = f"Label Studio annotation {ann.get('id')} (item {item})"
+                results = ann.get("result") or []
+                got[LABEL] = ls_value(kind, results, (t.get("data") or {}).get("text"), control=LABEL, where=where)
             user = ann.get("completed_by")
             user = user.get("id") if isinstance(user, Mapping) else user
             if got.get(LABEL) is None or user is None:
@@ -258,9 +279,12 @@ def push(
     agent: str,
     suggest: frozenset[str],
     gold: frozenset[str],
+    kind: TaskType | None = None,
 ) -> Pushed:
     """Create or update the project, then import the items it does not have yet (in `ordered` order)."""
-    body = project_body(labels, reasons, title=title, instructions=instructions, overlap=overlap, shown=bool(suggest))
+    body = project_body(
+        labels, reasons, title=title, instructions=instructions, overlap=overlap, shown=bool(suggest), kind=kind
+    )
     project = ls.find_project(body["title"])
     created = project is None
     if project is None:
@@ -270,7 +294,7 @@ def push(
     pid = int(project["id"])
     have = ls.task_item_ids(pid)
     todo = [e for e in ordered if e.item_id not in have]
-    tasks = live_tasks(todo, agent=agent, suggest=suggest)
+    tasks = live_tasks(todo, agent=agent, suggest=suggest, kind=kind)
     if tasks:
         ls.call("POST", f"/api/projects/{pid}/import", json=tasks)
     versions = sorted({p["model_version"] for t in tasks for p in t.get("predictions", [])})
@@ -289,7 +313,9 @@ def push(
     )
 
 
-def pull(ls: LabelStudio, project_id: int) -> tuple[list[Pulled], dict[str, str], float]:
+def pull(
+    ls: LabelStudio, project_id: int, *, kind: TaskType | None = None
+) -> tuple[list[Pulled], dict[str, str], float]:
     """The project's submitted annotations, its users (id -> e-mail) and the time they were read."""
     at = time.time()
-    return pulled_from_export(ls.export(project_id)), ls.users(), at
+    return pulled_from_export(ls.export(project_id), kind=kind), ls.users(), at

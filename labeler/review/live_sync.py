@@ -36,6 +36,7 @@ from labeler.review.live_common import (
 )
 from labeler.review.origin import Origin, server_key
 from labeler.review.queue_export import shows_suggestion
+from labeler.review.tasktype_formats import kind_of, pull_check
 from labeler.store import RunStore
 from labeler.store.rows import QueueEntry
 
@@ -155,6 +156,7 @@ def push_run(
             agent=agent,
             suggest=suggest,
             gold=frozenset(gold_ids),
+            kind=kind_of(task),  # multi-label / span tasks (labeler.review.tasktype_formats); None: single
         )
         if tool == "labelstudio":
             from labeler.review import live_labelstudio as ls
@@ -257,14 +259,16 @@ def pull_run(
 
             client = ls.LabelStudio(base, key, transport=transport)
             try:
-                pulled, users, at = ls.pull(client, int(entry["project"]))
+                pulled, users, at = ls.pull(client, int(entry["project"]), kind=kind_of(task))
             finally:
                 client.close()
         else:
             from labeler.review import live_argilla as ag
 
             with quiet_sdk("argilla", show=sdk_output):
-                pulled, users, at = ag.pull(base, key, str(entry["project"]), adjudicators=adjudicators)
+                pulled, users, at = ag.pull(
+                    base, key, str(entry["project"]), adjudicators=adjudicators, kind=kind_of(task)
+                )
         plan = plan_pull(
             store.reviews(),
             pulled,
@@ -274,6 +278,7 @@ def pull_run(
             labels=task.label_names,
             reasons=task.review.reasons,
             origin=Origin(tool, server_key(base), str(entry["project"])).key(),
+            check=pull_check(kind_of(task), store),
         )
         _, removed = store.sync_reviews(plan.put, plan.remove)
         gold = {i: g for i, g in store.gold_labels().items() if i in set(entry["gold"])}

@@ -27,6 +27,7 @@ from labeler.errors import ReviewError
 from labeler.review.argilla import argilla_records, argilla_settings, suggestion_agent
 from labeler.review.csvfile import write_queue_csv
 from labeler.review.labelstudio import labelstudio_config, labelstudio_project, labelstudio_tasks
+from labeler.review.tasktype_formats import kind_of
 from labeler.store import RunStore
 from labeler.store.rows import QueueEntry
 
@@ -81,14 +82,15 @@ def export_queue(
     suggest = frozenset(
         e.item_id for e in entries if shows_suggestion(e, blind_audit=blind_audit, no_suggestion=hide)
     )
-    labels, reasons = task.label_names, task.review.reasons
+    labels, reasons, kind = task.label_names, task.review.reasons, kind_of(task)
     model = (manifest["members"][0].get("endpoint") or {}).get("model") or "llm"
     agent = suggestion_agent(run_id, str(model))
     if fmt == "labelstudio":
         config_path = out.with_name(out.stem + ".label_config.xml")
         project_path = out.with_name(out.stem + ".project.json")
-        config = labelstudio_config(labels, reasons)
-        _write_json(out, labelstudio_tasks(entries, model_version=agent, suggest=suggest, blind=blind_audit))
+        config = labelstudio_config(labels, reasons, kind=kind)
+        tasks = labelstudio_tasks(entries, model_version=agent, suggest=suggest, blind=blind_audit, kind=kind)
+        _write_json(out, tasks)
         config_path.write_text(config, encoding="utf-8")
         project = labelstudio_project(
             config,
@@ -101,11 +103,11 @@ def export_queue(
         return [out, config_path, project_path]
     if fmt == "argilla":
         settings_path = out.with_name(out.stem + ".settings.json")
-        _write_json(out, argilla_records(entries, agent=agent, suggest=suggest, blind=blind_audit))
+        _write_json(out, argilla_records(entries, agent=agent, suggest=suggest, blind=blind_audit, kind=kind))
         settings = argilla_settings(
-            labels, reasons, guidelines=task.instructions, overlap=overlap, blind=blind_audit
+            labels, reasons, guidelines=task.instructions, overlap=overlap, blind=blind_audit, kind=kind
         )
         _write_json(settings_path, settings)
         return [out, settings_path]
-    write_queue_csv(out, entries, suggest=suggest, blind=blind_audit)
+    write_queue_csv(out, entries, suggest=suggest, blind=blind_audit, kind=kind)
     return [out]
