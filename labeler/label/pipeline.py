@@ -236,7 +236,7 @@ async def start_run(
     if task.kind.type != "single":  # issue 19: the type is read, parsed and evaluated; the runner asks single only
         raise ConfigError(
             f"task.type = {task.kind.type!r} is not labeled by `labeler run` yet (its answers parse and evaluate: "
-            "labeler.tasktypes); set task.type = \"single\" to label one label per item"
+            'labeler.tasktypes); set task.type = "single" to label one label per item'
         )
     input_path = input_path or task.input_path
     if input_path is None:
@@ -259,10 +259,16 @@ async def start_run(
         except Exception:  # bad input (or an unwritable folder): leave no half-made run behind
             _discard_run_dir(run_dir, created=created)
             raise
+        nothing_labeled = False
         try:
             summary = await _label(task, store, limit=limit, retry_failed=False, show_progress=show_progress)
+        except Exception:  # failed before its first item (e.g. the local model not installed): leave nothing
+            nothing_labeled = not store.status_counts()
+            raise
         finally:
             store.close()
+            if nothing_labeled:
+                _discard_run_dir(run_dir, created=created)
     return run_dir, summary
 
 

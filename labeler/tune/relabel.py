@@ -203,6 +203,12 @@ def format_relabel(report: Mapping[str, Any]) -> str:
         lines.append(
             f"{row['target']:7.2f} {th:>9s} {row['review']:5d} ({share:4.0%}) {row['expected_accuracy']:9.3f}  {audit}"
         )
+    if not r["audit_items"]:
+        lines.append(
+            "no random-audit items: the expected accuracies are the calibrator's estimate alone, unchecked; to "
+            f"check them, route an audit first (labeler route {shown(report['from'])} --audit-fraction 0.1, review "
+            "it) and relabel again"
+        )
     first = next((row for row in r["rows"] if row["target"] == r.get("target")), None)
     if first is None:
         return "\n".join(lines)
