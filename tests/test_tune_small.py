@@ -171,3 +171,28 @@ def test_the_routing_table_without_an_audit_says_its_accuracies_are_estimates() 
     report["routing"]["audit_items"] = 12
     assert "estimate alone" not in format_relabel(report)
     assert np.isnan(row["audit_accuracy"])  # the table itself still shows "—" for the audit column
+
+
+def test_tuning_in_place_replaces_a_calibrator_fitted_before_the_correction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labeler.confidence.run import ENSEMBLE, calibrate_run
+
+    probs, truth = corpus()
+    labels = sorted(set(truth))
+    gold = [labels[(labels.index(t) + 1) % 3] if i % 4 == 0 else t for i, t in enumerate(truth)]  # 1 in 4 wrong
+    task = make_task(tmp_path, gold, sections={"tune": {"strategies": ["fixed"], "corrections": ["offsets_ll"]}})
+    _patch_backends(monkeypatch, lambda name: backend(probs))
+    run_dir, _ = asyncio.run(pipeline.start_run(task, run_dir=tmp_path / "runs" / "base", show_progress=False))
+    store = RunStore.open(run_dir)
+    calibrate_run(store, store.task(), methods=[ENSEMBLE])  # fitted on the raw, biased answers
+    before = store.calibrator(ENSEMBLE)
+    store.close()
+    assert before is not None
+    report = tune_run(run_dir, max_labels=60)
+    assert report["applied_in_place"] and report["calibrator"]["fitted_on"] == "corrected out-of-fold predictions"
+    store = RunStore.open(run_dir)
+    after = store.calibrator(ENSEMBLE)
+    store.close()
+    assert after is not None and after.n_fit == 60 and set(after.out_of_fold) == set(report["oof"]["ids"])
+    assert after.params == report["calibrator"]["params"] != before.params

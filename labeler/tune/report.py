@@ -110,6 +110,11 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"{cost['minutes']:.1f} min; "
         f"every answer used, whenever paid: {cost['paid_input_tokens']:,} + {cost['paid_output_tokens']:,} tokens"
     )
+    if report.get("calibrator") is None:
+        lines.append(
+            "no calibrator could be fitted after the correction (too few right or wrong answers among the tuning "
+            "items): a calibrator fitted earlier predates the correction; review more items and tune again"
+        )
     lines.append(f"tuned task: {shown(report['tuned_toml'])}")
     if report["applied_in_place"]:
         lines.append("the run already holds these prompts' answers: the correction is applied to it in place")
