@@ -221,10 +221,11 @@ def _examples(value: Any, base_dir: Path, label_names: set[str], key: str = "tas
         rows = [(f"{key}[{i}]", row) for i, row in enumerate(value)]
     else:
         raise ConfigError(f"{key} must be a JSONL file path or a list of {{text, label}} tables")
-    out = []
+    out, from_file = [], isinstance(value, str)  # a file's other columns (id, ...) are ignored; a table's: typos
     for where, row in rows:
-        if not isinstance(row, Mapping) or set(row) != {"text", "label"}:
-            raise ConfigError(f"{where} must have exactly the keys text and label")
+        keys = set(row) if isinstance(row, Mapping) else set()
+        if not {"text", "label"} <= keys or (keys != {"text", "label"} and not from_file):
+            raise ConfigError(f"{where} must have the keys text and label{'' if from_file else ' and no others'}")
         label = str(row["label"]).strip()
         if label not in label_names:
             raise ConfigError(f"{where} has label {label!r}, which is not in [[labels]]")

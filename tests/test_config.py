@@ -192,7 +192,7 @@ def test_a_bad_line_in_the_examples_file_names_file_and_line(tmp_path: Path) -> 
         load_config(write_task(tmp_path, task={"examples": "ex.jsonl"}), env={})
     assert "\n" not in str(err.value)
     (tmp_path / "ex.jsonl").write_text('{"text": "Goal!", "label": "sport"}\n{"text": "IPO"}\n')
-    with pytest.raises(ConfigError, match=r"task\.examples: ex\.jsonl line 2 must have exactly the keys"):
+    with pytest.raises(ConfigError, match=r"task\.examples: ex\.jsonl line 2 must have the keys text and label$"):
         load_config(write_task(tmp_path, task={"examples": "ex.jsonl"}), env={})
 
 

@@ -5,6 +5,7 @@ Each command imports its stage when it runs, so building the parser stays cheap.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +18,34 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from labeler.tune.run import format_report, tune_run
 
     dev = None if args.dev is None else [(i, lab) for i, _, lab in read_human_file(args.dev)]
-    report = tune_run(
-        args.run_dir,
-        dev=dev,
-        max_labels=args.max_labels,
-        strategies=args.strategy,
-        variants=args.variant,
-        corrections=args.correction,
-        folds=args.folds,
-        seed=args.seed,
-    )
+    try:
+        report = tune_run(
+            args.run_dir,
+            dev=dev,
+            max_labels=args.max_labels,
+            strategies=args.strategy,
+            variants=args.variant,
+            corrections=args.correction,
+            folds=args.folds,
+            seed=args.seed,
+            show_progress=not args.quiet,
+        )
+    except KeyboardInterrupt:
+        print(interrupted(args.run_dir), file=sys.stderr)
+        return 130
     print(format_report(report))
     print(f"next: labeler relabel {args.run_dir}")
     return 0
+
+
+def interrupted(run_dir: Path) -> str:
+    """What an interrupted `labeler tune` says: a tuning is continued by running it again, not resumed."""
+    from labeler.tune.run import shown
+
+    return (
+        f"labeler: tune interrupted; the answers asked so far are in the run's cache — rerun `labeler tune "
+        f"{shown(run_dir)}` (same options) to continue: they are not asked or paid again"
+    )
 
 
 def cmd_relabel(args: argparse.Namespace) -> int:
@@ -64,6 +80,7 @@ def register(sub: Any) -> None:
     sp.add_argument("--correction", action="append", choices=CORRECTIONS, help="corrections to try (repeat)")
     sp.add_argument("--folds", type=int, help="cross-validation folds (default: tune.folds, 5)")
     sp.add_argument("--seed", type=int)
+    sp.add_argument("--quiet", action="store_true", help="no progress line while the candidates are labeled")
     sp.set_defaults(fn=cmd_tune)
 
     sp = sub.add_parser(

@@ -6,7 +6,8 @@ Kinds (CORRECTIONS), all of them offsets b added to the log-probabilities, p'(y|
 
     none                   b = 0
     contextual             b = −log p(y | content-free input), averaged over a few such inputs
-    offsets_f1 / _ll       b fitted on human labels for macro-F1 (grid search) or likelihood
+    offsets_f1 / _ll       b fitted on human labels for macro-F1 (grid search) or likelihood, held to
+                           predicting each label about as often as the humans did (no flipped bias)
     contextual+offsets_*   contextual first, then offsets fitted on the contextually corrected distributions
 
 Which correction a run applies: the one stored in the run (`labeler tune`), else the task's [correction]

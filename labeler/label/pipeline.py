@@ -279,10 +279,16 @@ async def start_run(
         except Exception:  # bad input (or an unwritable folder): leave no half-made run behind
             _discard_run_dir(run_dir, created=created)
             raise
+        nothing_labeled = False
         try:
             summary = await _label(task, store, limit=limit, retry_failed=False, show_progress=show_progress)
+        except Exception:  # failed before its first item (e.g. the local model not installed): leave nothing
+            nothing_labeled = not store.status_counts()
+            raise
         finally:
             store.close()
+            if nothing_labeled:
+                _discard_run_dir(run_dir, created=created)
     return run_dir, summary
 
 

@@ -27,14 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from labeler.confidence.run import ENSEMBLE, combine_run
+from labeler.confidence.run import combine_run
 from labeler.config import TaskConfig, load_config
 from labeler.errors import TuneError
 from labeler.label import pipeline
 from labeler.record import records
 from labeler.store import RunStore
-from labeler.store.rows import StoredCalibrator
 from labeler.store.tune_tables import TunedThreshold
+from labeler.tune.calibration import stored as stored_calibrator
 from labeler.tune.routing import audit_accuracy_above, budget_table
 from labeler.tune.run import shown
 
@@ -107,12 +107,8 @@ def relabel_run(
         store.set_meta("relabeled_from", str(run_dir))
         store.set_meta("tuning_digest", digest)
         cal = tuning.get("calibrator")
-        if cal is not None:
-            store.put_calibrator(
-                StoredCalibrator(
-                    ENSEMBLE, cal["kind"], cal["params"], cal["cv_log_loss"], tuning["items"]["n"], time.time()
-                )
-            )
+        if cal is not None:  # fitted on the corrected out-of-fold predictions (labeler.tune.calibration)
+            store.put_calibrator(stored_calibrator(cal, tuning["items"]["n"]))
         combine_run(store, store.task())
         table = tuple(targets or (task.quality.tune.target_accuracy, *TARGETS))
         first = table[0] if target_accuracy is None else target_accuracy
@@ -206,6 +202,12 @@ def format_relabel(report: Mapping[str, Any]) -> str:
         share = row["review"] / row["n"] if row["n"] else 0.0
         lines.append(
             f"{row['target']:7.2f} {th:>9s} {row['review']:5d} ({share:4.0%}) {row['expected_accuracy']:9.3f}  {audit}"
+        )
+    if not r["audit_items"]:
+        lines.append(
+            "no random-audit items: the expected accuracies are the calibrator's estimate alone, unchecked; to "
+            f"check them, route an audit first (labeler route {shown(report['from'])} --audit-fraction 0.1, review "
+            "it) and relabel again"
         )
     first = next((row for row in r["rows"] if row["target"] == r.get("target")), None)
     if first is None:

@@ -7,9 +7,10 @@
        through the normal backend and cache path: what was asked before is not paid again
     3. labeler.tune.protocol: each correction fitted inside stratified folds, macro-F1 with a bootstrap
        interval on the held-out folds, the best candidate and correction chosen
-    4. the correction refitted on every tuning item; a calibrator fitted on the held-out predictions
-       (for routing after the relabel); all of it stored in the run (table tunings), and the tuned task
-       written to RUN_DIR/tuned.toml (with its examples in RUN_DIR/tuned_examples.jsonl)
+    4. the correction refitted on every tuning item; a calibrator fitted on the corrected held-out
+       predictions (labeler.tune.calibration: installed with the correction, in place or by the relabel);
+       all of it stored in the run (table tunings), and the tuned task written to RUN_DIR/tuned.toml
+       (with its examples in RUN_DIR/tuned_examples.jsonl)
 
 When the chosen candidate sends exactly the prompts the run was labeled with, the correction is applied
 to the run in place (stored, named in the manifest, applied by every combine). Otherwise
@@ -30,7 +31,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,15 +45,22 @@ from labeler.errors import TuneError
 from labeler.label import pipeline
 from labeler.label.examples import task_pool
 from labeler.label.multi import MultiBuilder
+from labeler.label.progress import Progress
 from labeler.label.prompts import RequestBuilder
 from labeler.label.runner import MemberWorker
 from labeler.runlock import RunLock
+from labeler.safe_text import visible_line
 from labeler.store import Cache, RunStore
 from labeler.store.tune_tables import StoredCorrection
+from labeler.tune.calibration import fit_after_correction
+from labeler.tune.calibration import stored as stored_calibrator
 from labeler.tune.candidates import Candidate, candidate_task, candidates, dumps_toml, tuned_config
 from labeler.tune.nested import nested_score
 from labeler.tune.protocol import Score, bootstrap_indices, choose, score_candidate, stratified_folds
+from labeler.tune.report import build_report, format_report, shown
 from labeler.types import Example, Item, ItemResult
+
+__all__ = ["format_report", "label_texts", "shown", "tune_run"]
 
 CONTENT_FREE = ("N/A", "[MASK]", "")  # Zhao et al. 2021: inputs that say nothing about any label
 MIN_ITEMS = 20
@@ -83,6 +91,14 @@ def tuning_set(
     ids = [i for i in human if i in texts]
     if len(ids) > max_labels:
         ids = sorted(random.Random(seed).sample(sorted(ids), max_labels))
+    if len(ids) < MIN_ITEMS and dev is not None:
+        file_ids = {i for i, _ in dev}
+        in_run = len(file_ids & {r.id for r in store.item_rows()})
+        raise TuneError(
+            f"the --dev file has {len(file_ids)} ids, {in_run} of them items of this run "
+            f"({len(ids)} usable: a known label, outside the random audit); tuning needs at least {MIN_ITEMS}: "
+            "the dev items must be part of the run's corpus (its input file, same ids)"
+        )
     if len(ids) < MIN_ITEMS:
         raise TuneError(
             f"need at least {MIN_ITEMS} human-labelled items outside the random audit to tune (have {len(ids)}); "
@@ -106,10 +122,16 @@ class Spend:
 
 
 async def label_texts(
-    task: TaskConfig, backend: Any, cache: Cache, texts: Sequence[tuple[str, str]]
+    task: TaskConfig,
+    backend: Any,
+    cache: Cache,
+    texts: Sequence[tuple[str, str]],
+    *,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, ItemResult], Spend]:
     """Label (id, text) pairs with the task's first member, concurrently, through the cache; K a request
-    when the member asks K items a request (labeler.label.multi), as a run does."""
+    when the member asks K items a request (labeler.label.multi), as a run does. `progress`: the run's
+    progress line (answers done, labels/s, ETA), updated per answer."""
     worker = MemberWorker(task, task.primary, backend, cache)
     k = 1 if worker.multi is None else worker.multi.k
     items = [Item(id=item_id, text=text, row=row) for row, (item_id, text) in enumerate(texts, 1)]
@@ -126,6 +148,8 @@ async def label_texts(
                 add(r)
 
     def add(r: ItemResult) -> None:
+        if progress is not None:
+            progress.update(status=r.status, cost=r.cost, cached=r.cached)
         spend.asked += not r.cached and r.attempts > 0
         spend.input_tokens += r.input_tokens
         spend.output_tokens += r.output_tokens
@@ -173,7 +197,12 @@ class CandidateRun:
 
 
 async def _label_candidates(
-    task: TaskConfig, store: RunStore, cands: Sequence[Candidate], ts: TuningSet, pool: tuple[Example, ...]
+    task: TaskConfig,
+    store: RunStore,
+    cands: Sequence[Candidate],
+    ts: TuningSet,
+    pool: tuple[Example, ...],
+    show_progress: bool = False,
 ) -> list[CandidateRun]:
     labels, methods = task.label_names, task.confidence.methods
     run_key = _answer_key(task)
@@ -182,12 +211,20 @@ async def _label_candidates(
     out = []
     try:
         async with pipeline.open_backends(replace(task, members=(task.primary,))) as backends:
-            for c in cands:
+            for n, c in enumerate(cands, 1):
                 ctask = candidate_task(task, c, pool=pool)
                 cf_items = [(f"content-free:{i}", t) for i, t in enumerate(CONTENT_FREE)]
-                results, spend = await label_texts(
-                    ctask, backends[task.primary.name], cache, [*zip(ts.ids, ts.texts, strict=True), *cf_items]
-                )
+                texts = [*zip(ts.ids, ts.texts, strict=True), *cf_items]
+                progress = Progress(len(texts)) if show_progress else None
+                if progress is not None:
+                    progress.gauge = lambda c=c, n=n: f"candidate {visible_line(c.name)} ({n} of {len(cands)})"
+                try:
+                    results, spend = await label_texts(
+                        ctask, backends[task.primary.name], cache, texts, progress=progress
+                    )
+                finally:
+                    if progress is not None:
+                        progress.finish()
                 key = _answer_key(ctask)
                 same = all(key(t) == run_key(t) for t in probe)
                 probs = np.asarray([as_probs(results.get(i), labels, methods) for i in ts.ids])
@@ -207,18 +244,6 @@ def _answer_key(task: TaskConfig) -> Callable[[str], str]:
     return multi.identity if multi is not None else lambda text: builder.build(text).cache_key()
 
 
-def _fit_calibrator(best: Score, y: np.ndarray) -> dict[str, Any] | None:
-    """A calibrator of the chosen candidate's held-out corrected confidence (for routing after relabel)."""
-    from labeler.confidence.calibrators import CalData, select_calibrator
-    from labeler.errors import CalibrationError
-
-    try:
-        sel = select_calibrator(CalData(best.oof_probs, best.oof_pred, y))
-    except CalibrationError:
-        return None
-    return {"kind": sel.kind, "params": sel.calibrator.params(), "cv_log_loss": float(sel.cv_log_loss[sel.kind])}
-
-
 def tune_run(
     run_dir: Path,
     *,
@@ -229,8 +254,10 @@ def tune_run(
     corrections: Sequence[str] | None = None,
     folds: int | None = None,
     seed: int | None = None,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
-    """Tune one run (see the module docstring). Returns the report that is stored in the run."""
+    """Tune one run (see the module docstring). Returns the report that is stored in the run.
+    `show_progress`: the run's progress line on stderr while the candidates are labeled."""
     with RunLock(run_dir):
         store = RunStore.open(run_dir)
         try:
@@ -245,7 +272,7 @@ def tune_run(
                 cands = candidates(task, strategies=strategies, variants=variants)
             except ValueError as exc:
                 raise TuneError(str(exc)) from None
-            return _tune(store, task, cands, dev, max_labels, corrections, folds, seed)
+            return _tune(store, task, cands, dev, max_labels, corrections, folds, seed, show_progress)
         finally:
             store.close()
 
@@ -259,6 +286,7 @@ def _tune(
     corrections: Sequence[str] | None,
     folds: int | None,
     seed: int | None,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     cfg = task.quality.tune
     seed = cfg.seed if seed is None else seed
@@ -266,7 +294,7 @@ def _tune(
     audit_texts = {e.text.strip() for e in store.queue() if e.audit}
     pool = tuple(e for e in task_pool(task) if e.text.strip() not in audit_texts)
     started = time.monotonic()
-    runs = asyncio.run(_label_candidates(task, store, cands, ts, pool))
+    runs = asyncio.run(_label_candidates(task, store, cands, ts, pool, show_progress))
     labels = task.label_names
     index = {lab: i for i, lab in enumerate(labels)}
     y = np.asarray([index[lab] for lab in ts.labels], dtype=int)
@@ -325,122 +353,20 @@ def _tune(
     )
     toml_path.write_text(dumps_toml(doc), encoding="utf-8")
     applied = chosen.same_prompts_as_run and all(len(r.results) == 1 for r in store.item_rows())
+    calibrator = fit_after_correction(best.oof_probs, y, ts.ids)
     if applied:  # the run already holds the chosen candidate's answers: correct it in place
         store.put_correction(correction)
+        if calibrator is not None:  # replaces one fitted before the correction (labeler.tune.calibration)
+            store.put_calibrator(stored_calibrator(calibrator, len(ts.ids)))
         combine_run(store, task)
-    report = _report(store, ts, runs, best, correction, toml_path, applied, time.monotonic() - started)
+    report = build_report(store, ts, runs, best, correction, toml_path, applied, time.monotonic() - started)
     report["nested"] = {
         "macro_f1": nested.macro_f1,
         "low": nested.low,
         "high": nested.high,
         "picks": [f"{c} + {k}" for c, k in nested.picks],
     }
-    report["calibrator"] = _fit_calibrator(best, y)
+    report["calibrator"] = calibrator
     report["oof"] = {"ids": list(ts.ids), "pred": [labels[i] for i in best.oof_pred]}
     store.put_tuning(report)
     return report
-
-
-def _report(
-    store: RunStore,
-    ts: TuningSet,
-    runs: Sequence[CandidateRun],
-    best: Score,
-    correction: StoredCorrection,
-    toml_path: Path,
-    applied: bool,
-    seconds: float,
-) -> dict[str, Any]:
-    def cand(r: CandidateRun) -> dict[str, Any]:
-        s = r.spend
-        rate = s.asked / s.seconds if s.asked and s.seconds > 0 else None
-        return {
-            "name": r.candidate.name,
-            "variant": r.candidate.variant.name,
-            "strategy": r.candidate.strategy,
-            "k": r.candidate.k,
-            "seconds": round(s.seconds, 2),
-            "asked": s.asked,
-            "labels_per_s": None if rate is None else round(rate, 3),
-            "input_tokens": s.input_tokens,
-            "output_tokens": s.output_tokens,
-            "cost": s.cost,
-            "failed": s.failed,
-            "same_prompts_as_run": r.same_prompts_as_run,
-        }
-
-    return {
-        "run": store.run_dir.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "items": {"n": len(ts.ids), "source": ts.source, "audit_left_out": ts.audit_left_out},
-        "candidates": [cand(r) for r in runs],
-        "scores": [
-            {"candidate": s.candidate, "correction": s.correction, "macro_f1": s.macro_f1, "low": s.low, "high": s.high}
-            for r in runs
-            for s in r.scores
-        ],
-        "chosen": {
-            "candidate": best.candidate,
-            "correction": best.correction,
-            "macro_f1": best.macro_f1,
-            "low": best.low,
-            "high": best.high,
-        },
-        "correction": correction.to_dict(),
-        "tuned_toml": str(toml_path),
-        "applied_in_place": applied,
-        "cost": {
-            "human_labels": len(ts.ids),
-            "input_tokens": sum(r.spend.input_tokens for r in runs),
-            "output_tokens": sum(r.spend.output_tokens for r in runs),
-            "dollars": sum(r.spend.cost for r in runs),
-            "asked": sum(r.spend.asked for r in runs),
-            "paid_input_tokens": sum(r.spend.paid_input_tokens for r in runs),
-            "paid_output_tokens": sum(r.spend.paid_output_tokens for r in runs),
-            "minutes": round(seconds / 60, 2),
-        },
-    }
-
-
-def shown(path: str | Path) -> str:
-    """A path as reports print it: relative to the current directory when it lies under it, else as given
-    (so a committed example report carries no machine's paths)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def format_report(report: Mapping[str, Any]) -> str:
-    items = report["items"]
-    lines = [
-        f"tuned on {items['n']} human labels from {items['source']} "
-        f"({items['audit_left_out']} random-audit items left out); held-out macro-F1 (95% bootstrap interval):",
-        f"{'candidate':24s} {'correction':24s} {'macro-F1':>8s}  interval",
-    ]
-    for s in sorted(report["scores"], key=lambda s: -s["macro_f1"]):
-        lines.append(f"{s['candidate']:24s} {s['correction']:24s} {s['macro_f1']:8.3f}  {s['low']:.3f}–{s['high']:.3f}")
-    lines.append(f"{'candidate':24s} {'asked':>6s} {'seconds':>8s} {'labels/s':>9s}")
-    for c in report["candidates"]:
-        rate = "cached" if c["labels_per_s"] is None else f"{c['labels_per_s']:.2f}"
-        lines.append(f"{c['name']:24s} {c['asked']:6d} {c['seconds']:8.1f} {rate:>9s}")
-    ch, cost = report["chosen"], report["cost"]
-    lines.append(f"chosen: {ch['candidate']} with correction {ch['correction']} ({ch['macro_f1']:.3f})")
-    nest = report.get("nested")
-    if nest:
-        lines.append(
-            f"unbiased estimate (nested cross-validation, the whole choice repeated in each outer fold): "
-            f"macro-F1 {nest['macro_f1']:.3f} ({nest['low']:.3f}–{nest['high']:.3f}); the inner scores above "
-            "chose the winner and flatter it"
-        )
-    lines.append(
-        f"cost: {cost['human_labels']} human labels; this time {cost['asked']} answers asked, "
-        f"{cost['input_tokens']:,} + {cost['output_tokens']:,} tokens (${cost['dollars']:.4f}), "
-        f"{cost['minutes']:.1f} min; "
-        f"every answer used, whenever paid: {cost['paid_input_tokens']:,} + {cost['paid_output_tokens']:,} tokens"
-    )
-    lines.append(f"tuned task: {shown(report['tuned_toml'])}")
-    if report["applied_in_place"]:
-        lines.append("the run already holds these prompts' answers: the correction is applied to it in place")
-    lines.append("these scores chose the candidate: judge it on items no choice saw (the audit, after labeler relabel)")
-    return "\n".join(lines)
