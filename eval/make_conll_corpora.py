@@ -180,6 +180,10 @@ def build(splits: dict[str, list[list[Sentence]]]) -> tuple[list[dict[str, str]]
     kinds_items: list[dict[str, str]] = []
     for card, n in KINDS_PER_CARDINALITY.items():
         kinds_items += rng.sample(by_card[card], n)
+    taken = {r["id"] for r in kinds_items}
+    for card in KINDS_PER_CARDINALITY:  # two few-shot sentences per cardinality, none of them in the sample
+        rest = [r for r in by_card[card] if r["id"] not in taken and len(r["text"]) <= 160]
+        shots += [json.dumps({"text": r["text"], "labels": r["label"].split(";")}) for r in rng.sample(rest, 2)]
     rng.shuffle(kinds_items)
     return ner, kinds_items, shots
 
