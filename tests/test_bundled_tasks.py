@@ -120,14 +120,16 @@ def test_a_perfect_answer_parses_back_to_the_gold_spans(ner) -> None:
 
 @pytest.mark.xfail(strict=True, reason=(
     "spans.align takes the first occurrence of a quote not taken by the same offsets, even inside a longer name "
-    "already placed ('Israel' inside 'Israeli', 'Iraq' inside 'Iraqi Kurds'): a perfect answer fails to parse on "
-    "30 of the 200 stories (two more mark only some occurrences of a repeated name, which a quote cannot say); "
-    "fix labeler/tasktypes/spans.py (skip occurrences overlapping placed spans, prefer whole words)"))
-def test_a_perfect_answer_parses_back_on_every_story(ner) -> None:
+    "already placed ('Israel' inside 'Israeli', 'Iraq' inside 'Iraqi Kurds'), so a perfect answer is refused as "
+    "overlapping on 30 of the 200 stories; fix labeler/tasktypes/spans.py (skip occurrences that overlap placed "
+    "spans, prefer whole words), then drop this mark"))
+def test_a_perfect_answer_is_never_refused(ner) -> None:
+    """(Two more stories mark only some occurrences of a repeated name, which a quote cannot say; those parse,
+    to other offsets, and are left out of test_a_perfect_answer_parses_back_to_the_gold_spans.)"""
     task, rows = ner
     kind = for_task(task)
-    wrong = [r["id"] for r in rows if _quoted_back(kind, r)[1] != _quoted_back(kind, r)[0]]
-    assert wrong == []
+    refused = [(r["id"], error) for r in rows if (error := _quoted_back(kind, r)[2]) is not None]
+    assert refused == []
 
 
 def test_multi_labels_are_in_the_label_set(kinds) -> None:
