@@ -118,11 +118,6 @@ def test_a_perfect_answer_parses_back_to_the_gold_spans(ner) -> None:
         assert error is None and got == gold, r["id"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "spans.align takes the first occurrence of a quote not taken by the same offsets, even inside a longer name "
-    "already placed ('Israel' inside 'Israeli', 'Iraq' inside 'Iraqi Kurds'), so a perfect answer is refused as "
-    "overlapping on 30 of the 200 stories; fix labeler/tasktypes/spans.py (skip occurrences that overlap placed "
-    "spans, prefer whole words), then drop this mark"))
 def test_a_perfect_answer_is_never_refused(ner) -> None:
     """(Two more stories mark only some occurrences of a repeated name, which a quote cannot say; those parse,
     to other offsets, and are left out of test_a_perfect_answer_parses_back_to_the_gold_spans.)"""
