@@ -205,3 +205,17 @@ def test_encode_decode_round_trip_every_type():
     for name in ("multi_label", "spans"):
         with pytest.raises(ValueError, match="not a JSON list"):
             task_type(name, ("a",)).decode("{oops")
+
+
+def test_span_quotes_inside_longer_names_take_their_own_occurrence() -> None:
+    """'Israel' quoted before 'Israeli' must not land inside 'Israeli' (and so be refused as overlapping), and
+    'Milan' must not land inside 'AC Milan': longer quotes are placed first, whole words preferred."""
+    sp = task_type("spans", ("LOC", "ORG", "MISC"))
+    text = "Israeli troops left Israel; AC Milan beat Milan rivals."
+    answer = {"spans": [{"text": "Israel", "type": "LOC"}, {"text": "Israeli", "type": "MISC"},
+                        {"text": "Milan", "type": "LOC"}, {"text": "AC Milan", "type": "ORG"}]}
+    got = sp.parse(json.dumps(answer), text)
+    assert got.error is None and got.dropped == 0
+    assert [(s.start, s.end, s.type) for s in got.value] == [(0, 7, "MISC"), (20, 26, "LOC"), (28, 36, "ORG"),
+                                                             (42, 47, "LOC")]
+    assert all(text[s.start:s.end] == s.text for s in got.value)

@@ -45,33 +45,49 @@ def utf16_offsets(text: str, start: int, end: int) -> tuple[int, int]:
     return units(text[:start]), units(text[:start]) + units(text[start:end])
 
 
-def _find(text: str, quote: str, taken: set[tuple[int, int]]) -> tuple[int, int] | None:
-    """The first occurrence of `quote` in `text` not yet taken: exact, then whitespace- and case-tolerant."""
+def _occurrences(text: str, quote: str) -> list[tuple[int, int]]:
+    """Every (start, end) of `quote` in `text`: the exact matches, then the whitespace- and case-tolerant ones."""
     q = quote.strip()
     if not q:
-        return None
-    i = text.find(q)
+        return []
+    exact, i = [], text.find(q)
     while i >= 0:
-        if (i, i + len(q)) not in taken:
-            return i, i + len(q)
+        exact.append((i, i + len(q)))
         i = text.find(q, i + 1)
     pattern = re.compile(r"\s+".join(re.escape(w) for w in q.split()), re.IGNORECASE)
-    for m in pattern.finditer(text):
-        if (m.start(), m.end()) not in taken:
-            return m.start(), m.end()
+    return exact + [(m.start(), m.end()) for m in pattern.finditer(text) if (m.start(), m.end()) not in exact]
+
+
+def _whole(text: str, at: tuple[int, int]) -> bool:
+    """True when the match neither starts nor ends inside a word ('Israel' in 'Israeli' does not)."""
+    a, b = at
+    return not (a > 0 and text[a - 1].isalnum() and text[a].isalnum()) and not (
+        b < len(text) and text[b].isalnum() and text[b - 1].isalnum())
+
+
+def _find(text: str, quote: str, taken: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """The occurrence of `quote` to place: one that overlaps no span placed yet, whole words first; else
+    (the quote occurs only inside placed spans) one not placed already, which the overlap check then judges."""
+    found = [at for at in _occurrences(text, quote) if at not in taken]
+    free = [at for at in found if all(at[1] <= s or at[0] >= e for s, e in taken)]
+    for group in (free, found):
+        if group:
+            return next((at for at in group if _whole(text, at)), group[0])
     return None
 
 
 def align(text: str, quoted: Sequence[tuple[str, str]]) -> tuple[tuple[Span, ...], int]:
-    """Quoted (span text, type) pairs -> spans at their offsets in `text`, and how many were not found."""
-    taken: set[tuple[int, int]] = set()
+    """Quoted (span text, type) pairs -> spans at their offsets in `text`, and how many were not found.
+    Longer quotes are placed first, so a name inside a longer one ('Milan' in 'AC Milan') takes another
+    occurrence instead of the longer name's; repeated quotes of one string take successive occurrences."""
+    taken: list[tuple[int, int]] = []
     spans, dropped = [], 0
-    for quote, kind in quoted:
+    for quote, kind in sorted(quoted, key=lambda qk: -len(qk[0].strip())):
         at = _find(text, quote, taken)
         if at is None:
             dropped += 1
             continue
-        taken.add(at)
+        taken.append(at)
         spans.append(Span(at[0], at[1], kind, text[at[0] : at[1]]))
     return tuple(sorted(spans)), dropped
 
