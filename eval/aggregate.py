@@ -1,7 +1,7 @@
 """Vote vs Dawid–Skene vs CROWDLAB (and GLAD, MACE with --all) on the bundled corpus: LLM members and
 simulated reviewers of known quality, the consensus scored against the corpus's own labels.
 
-    python eval/aggregate.py [--seeds 20] [--all] [--cli]
+    python eval/aggregate.py [--seeds 20] [--all] [--cli] [--run RUN_DIR]
 
 With --cli, seed 0 of the second scenario also goes through a run store and the command line (`labeler
 export --consensus METHOD` for each method, then `labeler review status`), which must give the same accuracies.
@@ -12,6 +12,10 @@ LLM members are simulated from the embedded model's measured confusion matrix on
 its answers independently; running the model twice more on 2 shared cores was too slow for this. Each
 member's distribution is a confidence drawn around the measured means (0.71 when right, 0.50 when
 wrong), the rest spread at random; the combined distribution (CROWDLAB's model) is the members' mean.
+
+With --run RUN_DIR (a run of tasks/news_topic.toml, e.g. the one `./run.sh example` writes), the LLM member
+is instead the embedded model's real answers and logprob distributions read from that run's store (one
+member, as the bundled task has), and only the reviewers are simulated.
 
 Reviewers: "careful" (95% right), "hurried" (85%) and "biased" (75%; 80% of its errors say business).
 Scenarios: every item answered by 2 of the 3 reviewers; or only 30% of the items reviewed (2 reviewers
@@ -73,6 +77,34 @@ def reviewer(truth: np.ndarray, acc: float, bias: int | None, k: int, rng: np.ra
     return out
 
 
+def real_member(run_dir: Path, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The embedded model's answers (label index, -1 where it failed) and distributions from a stored run, in the
+    corpus's order."""
+    from labeler.store import RunStore
+
+    with (ROOT / "data/bbc_news/items.csv").open(encoding="utf-8") as fh:
+        order = [r["id"] for r in csv.DictReader(fh)]
+    k = len(labels)
+    got: dict[str, tuple[int, np.ndarray]] = {}
+    store = RunStore.open(run_dir)
+    try:
+        for row in store.item_rows():
+            r = next(iter(row.results.values()), None)
+            if r is None or r.status != "labeled" or r.label not in labels:
+                continue
+            d = next(iter(r.distributions.values()), {}) or {r.label: 1.0}
+            dist = np.array([float(d.get(lab, 0.0)) for lab in labels]) + 1e-6
+            got[row.id] = (labels.index(r.label), dist / dist.sum())
+    finally:
+        store.close()
+    answers = np.array([got[i][0] if i in got else -1 for i in order])
+    dists = np.stack([got[i][1] if i in got else np.full(k, 1 / k) for i in order])
+    return answers, dists
+
+
+REAL: tuple[np.ndarray, np.ndarray] | None = None  # set by --run: the embedded model's own answers
+
+
 def scenario(labels: list[str], truth: np.ndarray, cm: np.ndarray, seed: int, share: float) -> tuple:
     rng = np.random.default_rng(seed)
     n, k = len(truth), len(labels)
@@ -85,8 +117,8 @@ def scenario(labels: list[str], truth: np.ndarray, cm: np.ndarray, seed: int, sh
         cols.append(np.where(keep, ans, -1))
         names.append(name)
     dists = []
-    for name in ("llm:A", "llm:B"):
-        ans, dist = llm_member(truth, cm, rng)
+    for name in ("llm:A",) if REAL is not None else ("llm:A", "llm:B"):
+        ans, dist = REAL if REAL is not None else llm_member(truth, cm, rng)
         cols.append(ans)
         names.append(name)
         dists.append(dist)
@@ -150,10 +182,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--all", action="store_true", help="also GLAD and MACE (crowd-kit; slow)")
     ap.add_argument("--cli", action="store_true", help="also seed 0 through a run store and the command line")
+    ap.add_argument("--run", type=Path, help="the LLM member's real answers from this run of tasks/news_topic.toml")
     args = ap.parse_args()
     labels, truth, cm = load()
     methods = ["vote", "dawid_skene", "crowdlab"] + (["glad", "mace"] if args.all else [])
-    print(f"{len(truth)} items, {len(labels)} labels; LLM members simulated from the measured confusion matrix")
+    if args.run:
+        global REAL
+        REAL = real_member(args.run, labels)
+        print(f"{len(truth)} items, {len(labels)} labels; the LLM member is the embedded model's answers in {args.run}")
+    else:
+        print(f"{len(truth)} items, {len(labels)} labels; LLM members simulated from the measured confusion matrix")
     print("| scenario | LLM member alone | " + " | ".join(methods) + " |")
     print("|---|---|" + "---|" * len(methods))
     for title, share in (("every item, 2 of 3 reviewers", 1.0), ("30% of items reviewed (2 each)", 0.3)):
@@ -172,7 +210,7 @@ def main() -> None:
         print("  seconds per fit: " + ", ".join(f"{m} {secs[m] / args.seeds:.2f}" for m in methods), file=sys.stderr)
         if share < 1.0:
             print("  seed 0: " + ", ".join(f"{m} {100 * acc[m][0]:.1f}%" for m in methods))
-    if args.cli:
+    if args.cli and REAL is None:
         through_the_cli(labels, truth, cm, methods)
 
 
