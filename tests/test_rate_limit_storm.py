@@ -159,7 +159,7 @@ async def test_the_progress_line_says_how_long_the_run_has_waited_on_a_rate_limi
     import time
     from types import SimpleNamespace
 
-    from labeler.label.runner import _gauge
+    from labeler.label.slots import gauge as _gauge
 
     waiting = SimpleNamespace(limiter=SimpleNamespace(gauge=lambda: 1), limited={1: time.monotonic() - 12.2})
     idle = SimpleNamespace(limiter=SimpleNamespace(gauge=lambda: 3), limited={})
