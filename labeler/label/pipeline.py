@@ -20,7 +20,7 @@ from typing import Any
 from labeler import __version__
 from labeler.confidence.run import combine_run
 from labeler.config import LOCAL, Endpoint, TaskConfig
-from labeler.errors import ConfigError, RunStoreError
+from labeler.errors import ConfigError, RateLimitedTooLong, RunStoreError
 from labeler.inputs import read_rows, warn_on_stderr
 from labeler.label.backends import Backend, OpenAIBackend
 from labeler.label.multi import MultiBuilder
@@ -282,6 +282,8 @@ async def start_run(
         nothing_labeled = False
         try:
             summary = await _label(task, store, limit=limit, retry_failed=False, show_progress=show_progress)
+        except RateLimitedTooLong:  # the server answered, and asks to wait: the run stays, to be resumed
+            raise
         except Exception:  # failed before its first item (e.g. the local model not installed): leave nothing
             nothing_labeled = not store.status_counts()
             raise
