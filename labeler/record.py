@@ -9,7 +9,9 @@ them decides again which label or confidence stands for the LLM. The rules, in o
     status       "labeled" when `label` is set, "skipped" when the text was empty, else "failed"
     confidence   the confidence of `label` used for routing, first of: calibrated > ensemble (or corrected) > member
     confidence_source   which of those it is ("calibrated", "ensemble", "corrected", "member"; None without one)
-    primary      the first member's answer: what the per-method confidences (`method_confidences`) refer to
+    primary      the first member's answer: what the per-method confidences (`method_confidences`) refer to;
+                 for a multi-label or span task (`elementwise`) a method's confidence is the lowest of the answer's
+                 element confidences under it (the item's confidence, labeler.confidence.elements)
 
 Spend (tokens, cost) is the sum over the members' answers, each already summed over its attempts.
 """
@@ -20,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from labeler.config import CONFIDENCE_METHODS
+from labeler.errors import LabelerError
 from labeler.store.rows import CombinedRow, ItemRows, ResultRow
 from labeler.store.run import RunStore
 
@@ -39,6 +42,7 @@ class ItemRecord:
     members: Mapping[str, ResultRow]  # every member's answer, in the task's member order
     combined: CombinedRow | None
     template_hashes: Mapping[str, str] = field(default_factory=dict)
+    elementwise: bool = False  # a multi-label or span task: distributions hold element confidences
 
     @property
     def member_labels(self) -> dict[str, str | None]:
@@ -72,6 +76,11 @@ class ItemRecord:
     def method_confidences(self) -> dict[str, float | None]:
         """method -> the first member's probability for its own label under that method."""
         own = self.primary_label
+        if self.elementwise:  # element -> confidence: the item's is the lowest (labeler.confidence.elements)
+            return {
+                m: min(map(float, d.values())) if own is not None and (d := self.primary.distributions.get(m)) else None
+                for m in CONFIDENCE_METHODS
+            }
         return {
             m: None if own is None or m not in self.primary.distributions else self.primary.distributions[m].get(own)
             for m in CONFIDENCE_METHODS
@@ -101,7 +110,9 @@ class ItemRecord:
         return all(r.cached for r in self.members.values())
 
 
-def build_record(rows: ItemRows, *, member_order: Sequence[str], template_hashes: Mapping[str, str]) -> ItemRecord:
+def build_record(
+    rows: ItemRows, *, member_order: Sequence[str], template_hashes: Mapping[str, str], elementwise: bool = False
+) -> ItemRecord:
     """The ItemRecord of one item from what the store holds on it (see the module docstring for the rules)."""
     members = {m: rows.results[m] for m in member_order if m in rows.results}
     members.update({m: r for m, r in rows.results.items() if m not in members})
@@ -141,6 +152,7 @@ def build_record(rows: ItemRows, *, member_order: Sequence[str], template_hashes
         members=members,
         combined=combined,
         template_hashes=template_hashes,
+        elementwise=elementwise,
     )
 
 
@@ -149,5 +161,9 @@ def records(store: RunStore) -> Iterator[ItemRecord]:
     manifest = store.manifest
     order = [m["name"] for m in manifest["members"]]
     hashes = {m["name"]: m["template_hash"] for m in manifest["members"]}
+    try:
+        elementwise = store.task().kind.elementwise
+    except LabelerError:  # a store without a config snapshot (some tests): single-label, as before
+        elementwise = False
     for rows in store.item_rows():
-        yield build_record(rows, member_order=order, template_hashes=hashes)
+        yield build_record(rows, member_order=order, template_hashes=hashes, elementwise=elementwise)

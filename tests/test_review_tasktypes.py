@@ -306,3 +306,45 @@ def test_live_pull_readers_and_check(tmp_path: Path) -> None:
             plan_pull({}, [bad], source="argilla", items=run.texts, labels=TYPES, check=check)
     finally:
         store.close()
+
+
+def _with_element_confidences(run: TaskRun) -> dict[str, dict[str, float]]:
+    """Give every item's elements their own confidences (0.31, 0.52, 0.73, ... by position) in the combined
+    rows, as `labeler.confidence.elements` stores them; returns item id -> element -> confidence."""
+    from labeler.store import RunStore
+    from labeler.store.rows import CombinedRow
+
+    want = {}
+    rows = []
+    for i, llm in run.llm.items():
+        dist = {e: round(0.31 + 0.21 * j, 2) for j, e in enumerate(run.kind.elements(llm))}
+        want[i] = dist
+        rows.append(CombinedRow(i, run.kind.encode(llm), min(dist.values(), default=None), dist, 1.0, None, 0.0,
+                                False, {"default": run.kind.encode(llm)}))
+    store = RunStore.open(run.run_dir)
+    try:
+        store.put_combined(rows, signature="test")
+    finally:
+        store.close()
+    return want
+
+
+def test_review_tools_score_each_element_with_its_own_confidence(run: TaskRun, tmp_path: Path) -> None:
+    want = _with_element_confidences(run)
+    tasks = json.loads(export_queue(run.run_dir, tmp_path / "tasks.json", "labelstudio")[0].read_text("utf-8"))
+    checked = 0
+    for t in tasks:
+        item = t["data"]["item_id"]
+        own = [want[item][e] for e in run.kind.elements(run.llm[item])]
+        got = t["predictions"][0]["result"]
+        if run.kind.name == "spans":  # every region its own span's confidence
+            assert [r["score"] for r in got] == own
+        elif own:  # one choices result: Label Studio scores a result, the lowest of its labels
+            assert got[0]["score"] == min(own)
+        checked += len(own)
+    records = json.loads(export_queue(run.run_dir, tmp_path / "records.json", "argilla")[0].read_text("utf-8"))
+    for rec in records:
+        own = [want[rec["id"]][e] for e in run.kind.elements(run.llm[rec["id"]])]
+        sugg = rec["suggestions"].get("label")
+        assert (sugg is None) if not own else sugg["score"] == own
+    assert checked >= 4 and any(len(set(v.values())) > 1 for v in want.values())  # distinct scores were compared

@@ -183,6 +183,9 @@ async def test_multi_label_run_stores_routes_and_exports_known_annotations(scrip
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert rows[0]["label"] == ["sport", "politics"] and rows[0]["confidence"] == pytest.approx(0.4)
     assert json.loads(rows[0]["element_confidences"]) == {"label sport": 1.0, "label politics": 0.4}
+    # conf_consistency: the item's confidence under the method, its lowest element confidence; none when failed
+    assert {r["id"]: r["conf_consistency"] for r in rows} == {"m1": pytest.approx(0.4), "m2": 1.0, "m3": None,
+                                                              "m4": None, "m5": 1.0}
     export_run(run_dir, tmp_path / "out.csv")
     with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as fh:
         cells = {r["id"]: r["label"] for r in csv.DictReader(fh)}

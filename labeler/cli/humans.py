@@ -156,6 +156,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(format_reports(reports))
     if any(r.method == "ensemble" and not r.skipped for r in reports):
         print(f"calibrated confidence stored in the run; calibrators in {args.run_dir / 'calibrator.json'}")
+    elif any(r.method.startswith("label ") and not r.skipped for r in reports):  # a multi-label run, per label
+        print(
+            "per-label calibrators stored in the run (calibrator.json: element:label NAME); the item's calibrated "
+            "confidence is the lowest calibrated element confidence"
+        )
     return 0
 
 

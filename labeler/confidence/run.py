@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from labeler.confidence.correct import active_correction, correct_rows
 from labeler.confidence.elements import combine_elements
 from labeler.confidence.ensemble import MemberView, combine_item
+from labeler.confidence.per_label import ELEMENT, apply_elements, element_data, element_names, fit_elements
 from labeler.config import CONFIDENCE_METHODS, TaskConfig
 from labeler.errors import CalibrationError
 from labeler.humans import read_humans
@@ -75,8 +76,11 @@ def combine_run(store: RunStore, task: TaskConfig) -> int:
     correction (labeler.confidence.correct: distribution and label corrected, the raw label kept), then
     re-apply the stored ensemble calibrator, if any. Returns the row count."""
     signature = store.results_signature()
-    if task.kind.elementwise:  # no bias correction nor calibrator for element confidences (yet)
-        return store.put_combined(_element_rows(store, task), signature=signature)
+    if task.kind.elementwise:  # no bias correction; the element calibrators of a multi-label run re-applied
+        n = store.put_combined(_element_rows(store, task), signature=signature)
+        if task.kind.type == "multi_label":
+            apply_elements(store, task)
+        return n
     correction = active_correction(store, task)
     rows = correct_rows(_combined_rows(store, task), correction, task.label_names)
     n = store.put_combined(rows, signature=signature)
@@ -229,8 +233,10 @@ def calibrate_run(
     if needs_combine(store):
         combine_run(store, task)
     methods = list(methods or (*task.confidence.methods, ENSEMBLE))
+    if task.kind.type == "multi_label":
+        return _calibrate_labels(store, task, n_splits=n_splits, seed=seed, min_items=min_items)
     if task.kind.elementwise:
-        why = f"task.type = {task.kind.type!r}: element confidences are not calibrated yet"
+        why = f"task.type = {task.kind.type!r}: span confidences are not calibrated (each span is its own element)"
         return [MethodReport(m, 0, skipped=why) for m in methods]
     human = human_labels(store, task.label_names)
     reports = []
@@ -263,14 +269,51 @@ def calibrate_run(
     return reports
 
 
+def _calibrate_labels(
+    store: RunStore, task: TaskConfig, *, n_splits: int, seed: int, min_items: int
+) -> list[MethodReport]:
+    """Per label of a multi-label run (labeler.confidence.per_label): fit, store, report, then apply."""
+    from labeler.confidence.calibrators import CalData, correctness_log_loss, ece
+
+    kind = for_task(task)
+    human = {i: kind.decode(v) for i, v in human_labels(store, task.label_names).items()}
+    llm = {c.item_id: c.distribution for c in store.combined_rows(labeled_only=True) if c.distribution}
+    data = element_data(llm, human, kind)
+    reports = []
+    fits = fit_elements(data, element_names(task), n_splits=n_splits, seed=seed, min_items=min_items)
+    for name, sel in fits.items():
+        if isinstance(sel, str):
+            reports.append(MethodReport(name, len(data.get(name, ((),))[0]), skipped=sel))
+            continue
+        ids, conf, ok = data[name]
+        cal = CalData.from_confidence(conf, ok)
+        stored = _persist(store, ELEMENT + name, sel, ids)
+        reports.append(
+            MethodReport(
+                method=name,
+                n=len(ids),
+                kind=sel.kind,
+                ece_before=ece(cal.conf, cal.correct),
+                ece_after=ece(sel.oof, cal.correct),
+                log_loss_before=correctness_log_loss(cal.conf, cal.correct),
+                log_loss_after=correctness_log_loss(sel.oof, cal.correct),
+                cv_log_loss=sel.cv_log_loss,
+                params=dict(stored.params),
+            )
+        )
+    apply_elements(store, task)
+    return reports
+
+
 def format_reports(reports: Sequence[MethodReport]) -> str:
-    lines = [f"{'method':12s} {'n':>6s}  {'kind':11s}  {'ECE before → after':20s}  log-loss before → after"]
+    width = max([12, *(len(r.method) for r in reports)])
+    lines = [f"{'method':{width}s} {'n':>6s}  {'kind':11s}  {'ECE before → after':20s}  log-loss before → after"]
     for r in reports:
         if r.skipped:
-            lines.append(f"{r.method:12s} {r.n:6d}  skipped: {r.skipped}")
+            lines.append(f"{r.method:{width}s} {r.n:6d}  skipped: {r.skipped}")
             continue
         lines.append(
-            f"{r.method:12s} {r.n:6d}  {r.kind or '':11s}  {r.ece_before:.3f} → {r.ece_after:.3f}{'':7s}"
+            f"{r.method:{width}s} {r.n:6d}  {r.kind or '':11s}  {r.ece_before:.3f} → {r.ece_after:.3f}{'':7s}"
             f"  {r.log_loss_before:.3f} → {r.log_loss_after:.3f}"
         )
     lines.append("after = out-of-fold: each labelled item scored by a calibrator fitted without it")

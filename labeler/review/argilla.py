@@ -121,7 +121,7 @@ def argilla_records(
         if e.item_id in suggest and e.llm_label is not None and kind is not None:
             if e.confidence is not None:
                 meta["confidence"] = score(e.confidence)
-            sugg = ag_suggestion(kind, e.llm_label, score=score(e.confidence), agent=agent)
+            sugg = ag_suggestion(kind, e.llm_label, score=score(e.confidence), agent=agent, elements=e.elements)
             if sugg is not None:
                 suggestions[LABEL] = sugg
         elif e.item_id in suggest and e.llm_label is not None:

@@ -91,7 +91,9 @@ def labelstudio_tasks(
                 value = {"choices": [e.llm_label]}
                 results = [{"from_name": LABEL, "to_name": "text", "type": "choices", "value": value}]
             else:
-                results = ls_results(kind, e.llm_label, e.text, control=LABEL, score=score(e.confidence))
+                results = ls_results(
+                    kind, e.llm_label, e.text, control=LABEL, score=score(e.confidence), elements=e.elements
+                )
             prediction: dict[str, Any] = {"model_version": model_version, "result": results}
             if e.confidence is not None:
                 prediction["score"] = score(e.confidence)

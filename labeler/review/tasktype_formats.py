@@ -210,18 +210,41 @@ def ls_label_control(kind: TaskType, control: str, options: str) -> str:
     )
 
 
+def element_score(
+    kind: TaskType, value: Any, elements: Mapping[str, float] | None, score: float | None
+) -> list[float | None]:
+    """One score per element of the decoded annotation `value` (each label, each span): its own confidence in
+    `elements` (the result's element confidences, labeler.confidence.elements) where it has one, else `score`
+    (the item's)."""
+    own = elements or {}
+    return [round(float(own[e]), 4) if e in own else score for e in kind.elements(value)]
+
+
 def ls_results(
-    kind: TaskType, stored: str | None, text: str, *, control: str, score: float | None
+    kind: TaskType,
+    stored: str | None,
+    text: str,
+    *,
+    control: str,
+    score: float | None,
+    elements: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """A prediction's results for the stored LLM annotation: one "choices" result with every label, or one
-    "labels" region per span at UTF-16 offsets (each with the score)."""
+    """A prediction's results for the stored LLM annotation: one "choices" result with every label (Label
+    Studio scores a result, not a choice: the lowest of its labels' confidences), or one "labels" region per
+    span at UTF-16 offsets, each scored with its own confidence in `elements` (else the item's `score`)."""
     value = decoded(kind, stored)
     if value is None:
         return []
+    scores = element_score(kind, value, elements, score)
     if kind.name != SPANS:
-        return [{"from_name": control, "to_name": "text", "type": "choices", "value": {"choices": list(value)}}]
+        result: dict[str, Any] = {"from_name": control, "to_name": "text", "type": "choices",
+                                  "value": {"choices": list(value)}}
+        known = [s for s in scores if s is not None]
+        if known and elements:
+            result["score"] = min(known)
+        return [result]
     out = []
-    for n, s in enumerate(value, start=1):
+    for n, (s, own) in enumerate(zip(value, scores, strict=True), start=1):
         start, end = utf16_offsets(text, s.start, s.end)
         region: dict[str, Any] = {
             "id": f"llm{n}",
@@ -230,8 +253,8 @@ def ls_results(
             "type": "labels",
             "value": {"start": start, "end": end, "text": text[s.start : s.end], "labels": [s.type]},
         }
-        if score is not None:
-            region["score"] = score
+        if own is not None:
+            region["score"] = own
         out.append(region)
     return out
 
@@ -279,9 +302,16 @@ def ag_question(kind: TaskType, name: str, title: str) -> dict[str, Any]:
     return {"name": name, "title": title, "description": None, "required": True, "settings": settings}
 
 
-def ag_suggestion(kind: TaskType, stored: str | None, *, score: float | None, agent: str) -> dict[str, Any] | None:
+def ag_suggestion(
+    kind: TaskType,
+    stored: str | None,
+    *,
+    score: float | None,
+    agent: str,
+    elements: Mapping[str, float] | None = None,
+) -> dict[str, Any] | None:
     """The suggestion of the stored LLM annotation, or None when there is nothing to suggest (argilla-server
-    takes no empty list)."""
+    takes no empty list). One score per label or span: its own confidence in `elements`, else the item's."""
     value = decoded(kind, stored)
     if not value:
         return None
@@ -289,7 +319,8 @@ def ag_suggestion(kind: TaskType, stored: str | None, *, score: float | None, ag
         items: list[Any] = [{"label": s.type, "start": s.start, "end": s.end} for s in value]
     else:
         items = list(value)
-    return {"value": items, "score": None if score is None else [score] * len(items), "agent": agent}
+    scores = element_score(kind, value, elements, score)
+    return {"value": items, "score": None if any(s is None for s in scores) else scores, "agent": agent}
 
 
 def ag_value(kind: TaskType, value: Any, *, where: str) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labeler.errors import ReviewError
 from labeler.review.queue_export import presentation_order, shows_suggestion
 from labeler.safe_text import quoted, visible_line
 from labeler.store import RunStore
@@ -136,6 +137,11 @@ def run_tui(
     store = RunStore.open(run_dir)
     try:
         task = store.task()
+        if task.kind.elementwise:  # the keys 1..k pick one label; a label set or spans need another page
+            raise ReviewError(
+                f"labeler review tui asks one label per item, and {run_dir.name} is task.type = "
+                f"{task.kind.type!r}; review it in the browser: `labeler review serve {run_dir}`"
+            )
         entries = store.queue()
         if not redo:
             done = store.reviewers_done(reviewer)

@@ -73,7 +73,8 @@ class ReviewTables(Tables):
     def queue(self) -> list[QueueEntry]:
         """The routed items in rank order, with their text."""
         rows = self.conn.execute(
-            "SELECT q.*, i.text FROM queue q JOIN items i ON i.id = q.item_id ORDER BY q.rank"
+            "SELECT q.*, i.text, c.distribution AS c_distribution FROM queue q JOIN items i ON i.id = q.item_id"
+            " LEFT JOIN combined c ON c.item_id = q.item_id ORDER BY q.rank"
         ).fetchall()
         return [
             QueueEntry(
@@ -88,6 +89,7 @@ class ReviewTables(Tables):
                 stratum=r["stratum"],
                 member_labels=json.loads(r["member_labels"] or "{}"),
                 text=r["text"],
+                elements=json.loads(r["c_distribution"] or "{}"),
             )
             for r in rows
         ]

@@ -99,6 +99,9 @@ class QueueEntry:
     stratum: str | None = None
     member_labels: Mapping[str, str | None] = field(default_factory=dict)
     text: str = ""  # filled when read back from the store
+    # the combined row's distribution, filled when read back from the store: for a multi-label or span task
+    # each element's confidence (labeler.confidence.elements), which the review tools score elements with
+    elements: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from labeler.store import RunStore
 from labeler.store.tune_tables import TunedThreshold
 from labeler.tune.calibration import stored as stored_calibrator
 from labeler.tune.routing import audit_accuracy_above, budget_table
-from labeler.tune.run import shown
+from labeler.tune.run import shown, single_label_only
 
 TARGETS = (0.85, 0.9, 0.95, 0.98)
 
@@ -78,6 +78,7 @@ def relabel_run(
         raise TuneError(f"--target-accuracy must be a share of items in (0, 1], e.g. 0.95; got {target_accuracy}")
     old = RunStore.open(run_dir)
     try:
+        single_label_only(old.task(), "labeler relabel", run_dir)
         tuning = old.tuning()
         if tuning is None or not Path(tuning["tuned_toml"]).exists():
             raise TuneError(f"{run_dir.name} has no tuning; run `labeler tune {run_dir}` first")

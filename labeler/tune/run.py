@@ -244,6 +244,17 @@ def _answer_key(task: TaskConfig) -> Callable[[str], str]:
     return multi.identity if multi is not None else lambda text: builder.build(text).cache_key()
 
 
+def single_label_only(task: TaskConfig, command: str, run_dir: Path) -> None:
+    """A TuneError for a multi-label or span run: tuning prompts, examples and the bias correction is built on
+    one label per item (macro-F1 of single labels, a label confusion to correct)."""
+    if task.kind.elementwise:
+        works = "`labeler calibrate`, `labeler route`" if task.kind.type == "multi_label" else "`labeler route`"
+        raise TuneError(
+            f"{command} tunes single-label tasks, and {run_dir.name} is task.type = {task.kind.type!r}; "
+            f"{works}, `labeler review` and `labeler eval` work on it (write examples into its template by hand)"
+        )
+
+
 def tune_run(
     run_dir: Path,
     *,
@@ -262,6 +273,7 @@ def tune_run(
         store = RunStore.open(run_dir)
         try:
             task = store.task()
+            single_label_only(task, "labeler tune", run_dir)
             if len(task.members) > 1:
                 raise TuneError(
                     f"labeler tune tunes one model, and {run_dir.name} has {len(task.members)} ensemble members "
