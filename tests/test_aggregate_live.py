@@ -7,7 +7,8 @@ and only it, and `labeler export --consensus dawid_skene` beats `--consensus vot
 `labeler route --more-reviews` and a second push raise the overlap of the picked tasks in the project, and
 a fourth user is offered them by Label Studio's own labeling stream.
 
-Run: `python -m pytest -m labelstudio tests/test_aggregate_live.py`."""
+Run: `python -m pytest -m labelstudio tests/test_aggregate_live.py` (the last test, of `raise_overlap`
+against a fake client, runs without the server)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from test_review_live_labelstudio import ADMIN, ADMIN_PW, Server, add_user, anno
 from labeler.aggregate.status import review_status
 from labeler.store import RunStore
 
-pytestmark = pytest.mark.labelstudio
 __all__ = ["server"]  # the fixture, shared with test_review_live_labelstudio
 
 LABELS = ("business", "sport", "tech")
@@ -118,6 +118,7 @@ def users(server: Server) -> Users:
     return Users(server.url, admin_token, tokens, {r: listed[f"{r}@example.com"] for r in tokens})
 
 
+@pytest.mark.labelstudio
 def test_three_label_studio_reviewers_dawid_skene_flags_the_weak_one_and_beats_the_vote(
     server: Server, users: Users, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -289,6 +290,7 @@ def multi_answers(truth: dict[str, tuple[str, ...]]) -> dict[str, dict[str, tupl
     return out
 
 
+@pytest.mark.labelstudio
 def test_multi_label_through_label_studio_aggregated_per_label(
     server: Server, users: Users, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -335,3 +337,41 @@ def test_multi_label_through_label_studio_aggregated_per_label(
         + "; per-label accuracy (est.): "
         + ", ".join(f"{r} {est[ids[r]]:.1%}" for r in ("careful", "noisy", "constant"))
     )
+
+
+# --- raise_overlap without a server --------------------------------------------------------------------------
+class FakeLabelStudio:
+    """Tasks as Label Studio keeps them (overlap, total_annotations), and every PATCH recorded."""
+
+    def __init__(self, tasks: dict[str, tuple[int, int]]) -> None:
+        self.tasks = {i: {"id": n, "overlap": o, "total_annotations": d} for n, (i, (o, d)) in enumerate(tasks.items())}
+        self.patches: list[tuple[int, dict[str, Any]]] = []
+
+    def task_item_ids(self, project_id: int) -> dict[str, int]:
+        return {i: int(t["id"]) for i, t in self.tasks.items()}
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        tid = int(path.rsplit("/", 1)[1])
+        task = next(t for t in self.tasks.values() if t["id"] == tid)
+        if method == "PATCH":
+            self.patches.append((tid, kw["json"]))
+            task.update(kw["json"])
+        return dict(task)
+
+
+def test_raise_overlap_asks_one_more_review_once_per_item() -> None:
+    from labeler.review.live_sync import raise_overlap
+    from labeler.store.rows import QueueEntry
+
+    def entry(item: str, *reasons: str) -> QueueEntry:
+        return QueueEntry(item, 1, reasons, 0.5, False, "sport", 0.5)
+
+    ls = FakeLabelStudio({"a": (3, 3), "b": (3, 2), "c": (3, 0), "d": (3, 3)})
+    entries = [entry("a", "more_reviews"), entry("b", "low_confidence", "more_reviews"), entry("c", "more_reviews"),
+               entry("d", "low_confidence"), entry("x", "more_reviews")]  # x: not in the project (pushed new)
+    raised = raise_overlap(ls, 1, entries, raised=set())
+    assert raised == ["a", "b"]  # c has no answer yet: the project's overlap still stands for it
+    assert ls.tasks["a"]["overlap"] == 4 and ls.tasks["b"]["overlap"] == 3  # b: 2 answers, one more is 3
+    assert all(p["is_labeled"] is False for _, p in ls.patches)
+    assert raise_overlap(ls, 1, entries, raised=set(raised)) == []  # the second push raises nothing twice
+    assert ls.tasks["d"]["overlap"] == 3 and len(ls.patches) == 2
