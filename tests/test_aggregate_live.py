@@ -158,7 +158,7 @@ def test_three_label_studio_reviewers_dawid_skene_flags_the_weak_one_and_beats_t
     code, out = labeler("review", "status", str(run_dir), "--consensus", "dawid_skene")
     assert code == 0, out
     flagged = [ln for ln in out.splitlines() if "FLAGGED" in ln]
-    assert len(flagged) == 1 and flagged[0].strip().startswith(rid["constant"]), out
+    assert len(flagged) == 1 and flagged[0].strip().startswith(f"{rid['constant']} <constant@example.com> ("), out
     assert f"{N} items, {N} answered by a reviewer, {N} by two or more" in out, out
     status = review_status(run_dir, method="dawid_skene")
     est = {q.name: q.accuracy for q in status.annotators}
