@@ -5,11 +5,14 @@ annotator (reviewers and LLM members) its number of answers, its estimated accur
 (labeler.aggregate.quality), its accuracy on gold items where the input has them, and a flag when a
 reviewer's estimated accuracy is below `[aggregate] min_accuracy` (or --min-accuracy). For a multi-label
 task an annotator's accuracy is the mean over the labels of its accuracy on each label's yes/no question.
+A reviewer pulled from Label Studio or Argilla is shown by its user id and the user name the pull recorded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,7 @@ class ReviewStatus:
     adjudicated: int
     annotators: tuple[AnnotatorQuality, ...]
     humans: tuple[str, ...]
+    names: Mapping[str, str] = field(default_factory=dict)  # reviewer id -> the tool's user name (live sync)
 
     @property
     def flagged(self) -> tuple[str, ...]:
@@ -55,6 +59,16 @@ def qualities(ra: RunAnnotations, method: str) -> list[AnnotatorQuality]:
     return out
 
 
+def sync_names(store: RunStore) -> dict[str, str]:
+    """Reviewer id -> user name, as the live pulls of Label Studio and Argilla recorded them."""
+    out: dict[str, str] = {}
+    for tool in ("labelstudio", "argilla"):
+        raw = store.get_meta(f"{tool}_sync")
+        for entry in (json.loads(raw).get("projects", {}) if raw else {}).values():
+            out.update({str(k): str(v) for k, v in (entry.get("users") or {}).items()})
+    return out
+
+
 def review_status(run_dir: Path, *, method: str | None = None, min_accuracy: float | None = None) -> ReviewStatus:
     store = RunStore.open(run_dir)
     try:
@@ -62,6 +76,7 @@ def review_status(run_dir: Path, *, method: str | None = None, min_accuracy: flo
         method = check_method(method or cfg.method)
         ra = read_annotations(store)
         queued = [e.item_id for e in store.queue()]
+        names = sync_names(store)
     finally:
         store.close()
     per_item: dict[str, int] = {}
@@ -78,6 +93,7 @@ def review_status(run_dir: Path, *, method: str | None = None, min_accuracy: flo
         len(ra.adjudicated),
         tuple(qs),
         ra.humans,
+        {h: names[h] for h in ra.humans if h in names and names[h] != h},
     )
 
 
@@ -91,8 +107,9 @@ def format_status(s: ReviewStatus) -> str:
         kind = "reviewer" if q.name in s.humans else "LLM"
         gold = f"; gold {q.gold_accuracy:.1%} of {q.gold_n}" if q.gold_accuracy is not None else ""
         flag = f"  FLAGGED: below {s.min_accuracy:.0%}" if q.name in s.flagged else ""
+        who = f" <{visible(s.names[q.name])}>" if q.name in s.names else ""
         lines.append(
-            f"  {visible(q.name)} ({kind}): {q.n} answers, accuracy {q.accuracy:.1%} "
+            f"  {visible(q.name)}{who} ({kind}): {q.n} answers, accuracy {q.accuracy:.1%} "
             f"({q.low:.1%}–{q.high:.1%}){gold}{flag}"
         )
     if not s.humans:

@@ -32,6 +32,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         f"already; {s.queue} queued + {s.gold} gold items, suggestion on {s.suggested}, "
         f"{s.overlap} reviewer(s) per item{', blind audit' if s.blind else ''}"
     )
+    if s.more_reviews:
+        print(f"{s.more_reviews} task(s) routed for more reviews ask one more reviewer than they have")
     for w in s.warnings:
         print(f"warning: {w}")
     print(f"when reviewers have answered: labeler review pull {args.run_dir} --tool {s.tool}")

@@ -7,7 +7,8 @@ back in, what was pushed and pulled kept in the run's meta), for either tool.
 
 Meta key "<tool>_sync" (JSON): {"last": project key, "projects": {"<server> <project>": {"url", "project",
 "title", "pushed": [item ids], "gold": [item ids], "overlap", "blind", "pushed_at", "last_pull",
-"seen": {"item<TAB>reviewer": "answer id@updated"}, "users": {id: name}, "quality": [...]}}}. Server
+"seen": {"item<TAB>reviewer": "answer id@updated"}, "users": {id: name}, "quality": [...],
+"more_reviews": [item ids whose task overlap a push raised]}}}. Server
 addresses and user names are kept; tokens never are.
 """
 
@@ -100,6 +101,32 @@ class PushSummary:
     overlap: int
     blind: bool
     warnings: tuple[str, ...] = ()
+    more_reviews: int = 0  # tasks already in the project that now ask one more reviewer (labelstudio)
+
+
+MORE_REVIEWS = "more_reviews"  # the queue reason of `labeler route --more-reviews` (labeler.aggregate.requeue)
+
+
+def raise_overlap(client: Any, project_id: int, entries: Sequence[QueueEntry], *, raised: set[str]) -> list[str]:
+    """Label Studio: each `more_reviews` item already in the project, and not raised there before, asks one
+    more annotation than it has (the task's own overlap, which Label Studio's labeling stream honours).
+    Returns the items raised now; pushing again raises none of them twice."""
+    more = [e.item_id for e in entries if MORE_REVIEWS in e.reasons and e.item_id not in raised]
+    if not more:
+        return []
+    task_ids = client.task_item_ids(project_id)
+    out = []
+    for item in more:
+        if item not in task_ids:
+            continue
+        task = client.call("GET", f"/api/tasks/{task_ids[item]}")
+        done = int(task.get("total_annotations") or 0)
+        if done == 0:  # not annotated yet: the project's overlap still stands for it
+            continue
+        want = max(done + 1, int(task.get("overlap") or 1))
+        client.call("PATCH", f"/api/tasks/{task_ids[item]}", json={"overlap": want, "is_labeled": done >= want})
+        out.append(item)
+    return out
 
 
 def push_run(
@@ -164,6 +191,8 @@ def push_run(
             client = ls.LabelStudio(base, key, transport=transport)
             try:
                 p = ls.push(client, ordered, title=title, **common)  # type: ignore[arg-type]
+                entry0 = _meta(store, tool)["projects"].get(_pkey(base, p.project_id), {})
+                more = raise_overlap(client, p.project_id, entries, raised=set(entry0.get("more_reviews", [])))
             finally:
                 client.close()
             pid, ptitle, created, new, already = str(p.project_id), p.title, p.created, p.new_tasks, p.already
@@ -173,12 +202,22 @@ def push_run(
             with quiet_sdk("argilla", show=sdk_output):
                 a = ag.push(base, key, ordered, name=title, **common)  # type: ignore[arg-type]
             pid, ptitle, created, new, already = a.dataset, a.dataset, a.created, a.new, a.already
+            more = []
+            entry0 = _meta(store, tool)["projects"].get(_pkey(base, pid), {})
+            n_more = sum(MORE_REVIEWS in e.reasons and e.item_id in set(entry0.get("pushed", [])) for e in entries)
+            if n_more:
+                warnings.append(
+                    f"Argilla sets reviewers per dataset, not per record: for the {n_more} items routed for "
+                    "more reviews that the dataset already has, raise its distribution (min_submitted) in Argilla"
+                )
         meta = _meta(store, tool)
         pkey = _pkey(base, pid)
         entry = meta["projects"].setdefault(pkey, {"seen": {}, "users": {}, "pushed": [], "gold": []})
         entry.update(url=base, project=pid, title=ptitle, overlap=overlap, blind=blind_audit, pushed_at=time.time())
         entry["pushed"] = sorted(set(entry["pushed"]) | {e.item_id for e in entries})
         entry["gold"] = sorted(set(entry["gold"]) | set(gold_ids))
+        if more:
+            entry["more_reviews"] = sorted(set(entry.get("more_reviews", [])) | set(more))
         meta["last"] = pkey
         store.set_meta(f"{tool}_sync", json.dumps(meta))
     finally:
@@ -197,6 +236,7 @@ def push_run(
         overlap,
         blind_audit,
         tuple(warnings),
+        len(more),
     )
 
 
