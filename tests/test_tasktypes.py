@@ -219,3 +219,12 @@ def test_span_quotes_inside_longer_names_take_their_own_occurrence() -> None:
     assert [(s.start, s.end, s.type) for s in got.value] == [(0, 7, "MISC"), (20, 26, "LOC"), (28, 36, "ORG"),
                                                              (42, 47, "LOC")]
     assert all(text[s.start:s.end] == s.text for s in got.value)
+
+
+def test_case_tolerant_quote_never_lands_inside_a_word() -> None:
+    """Gemma-270M on the bundled CoNLL stories quoted 'EU' and 'UN' where the text had 'European Union' and
+    'trade union': a case-tolerant match inside a word is no span; the quote is dropped (or takes a whole word)."""
+    text = "European Union leader met the trade union; the EU agreed."
+    spans, dropped = align(text, [("eu", "ORG"), ("UN", "ORG")])
+    assert [(s.start, s.end, s.text) for s in spans] == [(47, 49, "EU")]
+    assert dropped == 1

@@ -46,7 +46,8 @@ def utf16_offsets(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _occurrences(text: str, quote: str) -> list[tuple[int, int]]:
-    """Every (start, end) of `quote` in `text`: the exact matches, then the whitespace- and case-tolerant ones."""
+    """Every (start, end) of `quote` in `text`: the exact matches, then the whitespace- and case-tolerant ones
+    that are whole words (quoted 'EU' is not the 'Eu' of 'European', nor 'un' that of 'union')."""
     q = quote.strip()
     if not q:
         return []
@@ -55,7 +56,8 @@ def _occurrences(text: str, quote: str) -> list[tuple[int, int]]:
         exact.append((i, i + len(q)))
         i = text.find(q, i + 1)
     pattern = re.compile(r"\s+".join(re.escape(w) for w in q.split()), re.IGNORECASE)
-    return exact + [(m.start(), m.end()) for m in pattern.finditer(text) if (m.start(), m.end()) not in exact]
+    tolerant = [(m.start(), m.end()) for m in pattern.finditer(text)]
+    return exact + [at for at in tolerant if at not in exact and _whole(text, at)]
 
 
 def _whole(text: str, at: tuple[int, int]) -> bool:
