@@ -446,3 +446,10 @@ async def test_an_undefined_variable_one_item_reaches_names_the_item(tmp_path: P
     assert "\n" not in str(err.value)
     cache.close()
     store.close()
+
+
+def test_a_slow_rate_is_not_shown_as_zero() -> None:
+    from labeler.label.progress import per_second
+
+    assert [per_second(r) for r in (0.0, 0.022, 0.0049, 0.1, 1.234, 17.0)] == ["0.0", "0.022", "0.0049", "0.1",
+                                                                             "1.2", "17.0"]

@@ -19,6 +19,7 @@ from labeler.store.db import DatabaseError
 
 
 def _print_summary(run_dir: Path | None, s: object) -> None:
+    from labeler.label.progress import per_second
     from labeler.label.runner import RunSummary
 
     assert isinstance(s, RunSummary)
@@ -27,7 +28,7 @@ def _print_summary(run_dir: Path | None, s: object) -> None:
     print(f"done: {counts}")
     print(
         f"actual usage: {s.input_tokens:,} input + {s.output_tokens:,} output tokens, ${s.cost:.4f}; "
-        f"{s.cached} answers from the cache; {s.seconds:.1f}s ({rate:.1f} results/s over the run)"
+        f"{s.cached} answers from the cache; {s.seconds:.1f}s ({per_second(rate)} results/s over the run)"
     )
     if s.dropped:
         print(f"dropped: {s.dropped} quoted spans not found in the item text (left out, never invented)")

@@ -7,7 +7,6 @@ annotation_metrics.build_annotation_metrics, so the report can be rebuilt from m
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from labeler.evaluate import annotation_plots
 from labeler.evaluate.annotation_plots import WORDS, primary
 from labeler.evaluate.escape import visible
 from labeler.evaluate.formatting import ci, est, ok, pct
-from labeler.evaluate.report import _environment
+from labeler.evaluate.report import _environment, write_files
 
 
 def _multi_label(ev: Mapping[str, Any], level: str) -> tuple[list[str], list[Mapping[str, Any]]]:
@@ -89,15 +88,4 @@ def render(m: Mapping[str, Any], images: Mapping[str, str], fmt: str,
 
 def write_report(metrics: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write metrics.json, the PNGs, report.md and report.html to out_dir. Returns the written paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    m = dict(metrics)
-    m["summary"] = summary_sentences(m)
-    (out_dir / "metrics.json").write_text(json.dumps(m, indent=2, ensure_ascii=False, allow_nan=False),
-                                          encoding="utf-8")
-    images = annotation_plots.draw_all(m, out_dir)
-    (out_dir / "report.md").write_text(render(m, images, "md"), encoding="utf-8")
-    data = {name: (out_dir / name).read_bytes() for name in images.values()}
-    (out_dir / "report.html").write_text(render(m, images, "html", data), encoding="utf-8")
-    paths = {k: out_dir / v for k, v in images.items()}
-    paths.update({k: out_dir / k for k in ("metrics.json", "report.md", "report.html")})
-    return paths
+    return write_files(metrics, out_dir, summary=summary_sentences, draw=annotation_plots.draw_all, render=render)

@@ -93,13 +93,26 @@ def render(
 
 def write_report(metrics: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write metrics.json, the PNGs, report.md and report.html to out_dir. Returns the written paths."""
+    return write_files(metrics, out_dir, summary=summary_sentences, draw=report_plots.draw_all, render=render)
+
+
+def write_files(
+    metrics: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    summary: Callable[[Mapping[str, Any]], list[str]],
+    draw: Callable[[Mapping[str, Any], Path], dict[str, str]],
+    render: Callable[..., str],
+) -> dict[str, Path]:
+    """The files of a report, whatever its task type: metrics.json (with its summary sentences), the plots
+    `draw` makes, and report.md / report.html from `render` (the HTML with the plots inlined)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     m = dict(metrics)
-    m["summary"] = summary_sentences(m)
+    m["summary"] = summary(m)
     (out_dir / "metrics.json").write_text(
         json.dumps(m, indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8"
     )
-    images = report_plots.draw_all(m, out_dir)
+    images = draw(m, out_dir)
     (out_dir / "report.md").write_text(render(m, images, "md"), encoding="utf-8")
     data = {name: (out_dir / name).read_bytes() for name in images.values()}
     (out_dir / "report.html").write_text(render(m, images, "html", data), encoding="utf-8")

@@ -52,7 +52,7 @@ class Progress:
         pct = 100.0 * self.done / self.total if self.total else 100.0
         shown = self.gauge() if self.gauge is not None else None
         return (
-            f"{self.done}/{self.total} ({pct:.0f}%)  {rate:.1f} labels/s  ETA {eta_s}  "
+            f"{self.done}/{self.total} ({pct:.0f}%)  {per_second(rate)} labels/s  ETA {eta_s}  "
             f"${self.dollars:.4f}  failed {self.failed}  cached {self.cached}" + (f"  {shown}" if shown else "")
         )
 
@@ -68,3 +68,9 @@ class Progress:
 
     def finish(self) -> None:
         self._emit(final=True)
+
+
+def per_second(rate: float) -> str:
+    """A rate as people read it: one decimal, or two significant digits below 0.1 (a slow local model at
+    0.022 labels/s is not "0.0")."""
+    return f"{rate:.1f}" if rate >= 0.1 or rate == 0 else f"{rate:.2g}"
