@@ -154,7 +154,8 @@ def test_picks_are_active_learning_items_not_audit_items(run: Path) -> None:
     assert all("audit" not in e.reasons for e in picks)
     # without a budget the routed part is the plan without a strategy, item for item; the picks come after it
     assert queue[: len(routed.queue)] == [
-        QueueEntry(**{**vars(e), "text": q.text}) for e, q in zip(routed.queue, queue, strict=False)
+        QueueEntry(**{**vars(e), "text": q.text, "elements": q.elements})  # both read back from the store
+        for e, q in zip(routed.queue, queue, strict=False)
     ]
     assert [e.rank for e in picks] == list(range(len(routed.queue) + 1, len(routed.queue) + 13))
     ids = [e.item_id for e in queue]
