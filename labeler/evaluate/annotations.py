@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labeler.errors import InputError, LabelerError
-from labeler.evaluate.gather import AuditDesign, _read_audit, read_human_file
+from labeler.evaluate.gather import AuditDesign, _read_audit, human_file_rows, labelled_records, spend
 from labeler.humans import GOLD, decide
-from labeler.record import records
 from labeler.store import RunStore
 from labeler.tasktypes import TaskType
 from labeler.tasktypes.gold import read_gold
@@ -58,11 +56,9 @@ def gather_annotations(run_dir: Path, *, human_file: Path | None = None) -> Anno
         ids: list[str] = []
         texts: list[str] = []
         pred: list[Any] = []
-        n_skipped = undecodable = 0
-        for rec in records(store):
-            if rec.status == "skipped":
-                n_skipped += 1
-                continue
+        undecodable = 0
+        recs, n_skipped = labelled_records(store, run_dir)
+        for rec in recs:
             ids.append(rec.id)
             texts.append(rec.text)
             try:
@@ -70,8 +66,6 @@ def gather_annotations(run_dir: Path, *, human_file: Path | None = None) -> Anno
             except ValueError:
                 undecodable += 1
                 pred.append(None)
-        if not ids:
-            raise LabelerError(f"{run_dir} has no labelled items yet; run `labeler resume {run_dir}` first")
         index = {i: n for n, i in enumerate(ids)}
         notes: list[str] = []
         if undecodable:
@@ -110,12 +104,7 @@ def gather_annotations(run_dir: Path, *, human_file: Path | None = None) -> Anno
                     votes[got[0]][r.reviewer] = got[1]
                 if r.correction_reason:
                     reasons[r.correction_reason] += 1
-        extra = read_human_file(human_file) if human_file is not None else []
-        if extra and not any(i in index for i, _, _ in extra):
-            raise InputError(
-                f"none of the ids in {human_file.name if human_file else ''} are items of this run; check the id column"
-            )
-        for item_id, reviewer, cell in extra:
+        for item_id, reviewer, cell in human_file_rows(human_file, index):
             got = read(item_id, cell)
             if got:
                 votes[got[0]][reviewer] = got[1]
@@ -128,7 +117,7 @@ def gather_annotations(run_dir: Path, *, human_file: Path | None = None) -> Anno
         for n in range(len(ids)):
             verdict = decide(votes[n], adjudication=adjudicated.get(n))
             reference.append(None if verdict.label is None else kind.decode(verdict.label))
-        totals = store.totals()
+        llm_cost, tokens = spend(store)
         return AnnotationInputs(
             run_id=str(store.manifest.get("run_id", run_dir.name)),
             kind=kind,
@@ -141,8 +130,8 @@ def gather_annotations(run_dir: Path, *, human_file: Path | None = None) -> Anno
             reviewed=frozenset(set(store.reviews()) & set(index)),
             audit=_read_audit(store, set(index), notes),
             correction_reasons=dict(reasons),
-            llm_cost=float(totals["cost"]),
-            tokens={"input": int(totals["input_tokens"]), "output": int(totals["output_tokens"])},
+            llm_cost=llm_cost,
+            tokens=tokens,
             n_skipped=n_skipped,
             notes=tuple(notes),
         )

@@ -22,7 +22,7 @@ from pathlib import Path
 from labeler.config import CONFIDENCE_METHODS, ReviewConfig
 from labeler.errors import InputError, LabelerError
 from labeler.humans import read_humans
-from labeler.record import records
+from labeler.record import ItemRecord, records
 from labeler.store import RunStore
 
 ROUTED = ("confidence", "calibrated", "ensemble")  # confidences of the final label; the rest are the first member's
@@ -85,6 +85,37 @@ def read_human_file(path: Path) -> list[tuple[str, str, str]]:
     return out
 
 
+def human_file_rows(human_file: Path | None, index: Mapping[str, int]) -> list[tuple[str, str, str]]:
+    """`--human FILE`'s rows (read_human_file), refused in one line when none of its ids is an item of the run."""
+    extra = read_human_file(human_file) if human_file is not None else []
+    if extra and not any(i in index for i, _, _ in extra):
+        raise InputError(
+            f"none of the ids in {human_file.name if human_file else ''} are items of this run; check the id column"
+        )
+    return extra
+
+
+def labelled_records(store: RunStore, run_dir: Path) -> tuple[list[ItemRecord], int]:
+    """The run's items to evaluate, in input order, and how many were skipped (empty text); one line naming
+    `labeler resume` when none is labelled yet. Both gatherings (single labels, annotations) start here."""
+    recs: list[ItemRecord] = []
+    n_skipped = 0
+    for rec in records(store):
+        if rec.status == "skipped":
+            n_skipped += 1
+        else:
+            recs.append(rec)
+    if not recs:
+        raise LabelerError(f"{run_dir} has no labelled items yet; run `labeler resume {run_dir}` first")
+    return recs, n_skipped
+
+
+def spend(store: RunStore) -> tuple[float, dict[str, int]]:
+    """The run's LLM cost and its input and output tokens."""
+    totals = store.totals()
+    return float(totals["cost"]), {"input": int(totals["input_tokens"]), "output": int(totals["output_tokens"])}
+
+
 def _read_audit(store: RunStore, ids: set[str], notes: list[str]) -> AuditDesign | None:
     queue = [e for e in store.queue() if e.item_id in ids]
     if not queue:
@@ -127,11 +158,8 @@ def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:
         conf: dict[str, list[float | None]] = {m: [] for m in (*ROUTED, *CONFIDENCE_METHODS)}
         member_labels: dict[str, list[str | None]] = {m: [] for m in members} if several else {}
         dists: list[dict[str, Mapping[str, float]]] = []
-        n_skipped = 0
-        for rec in records(store):
-            if rec.status == "skipped":
-                n_skipped += 1
-                continue
+        recs, n_skipped = labelled_records(store, run_dir)
+        for rec in recs:
             ids.append(rec.id)
             texts.append(rec.text)
             pred.append(rec.label)
@@ -144,15 +172,9 @@ def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:
             for m in member_labels:
                 member_labels[m].append(rec.member_labels.get(m))
             dists.append(rec.distributions())
-        if not ids:
-            raise LabelerError(f"{run_dir} has no labelled items yet; run `labeler resume {run_dir}` first")
         index = {i: n for n, i in enumerate(ids)}
 
-        extra = read_human_file(human_file) if human_file is not None else []
-        if extra and not any(i in index for i, _, _ in extra):
-            raise InputError(
-                f"none of the ids in {human_file.name if human_file else ''} are items of this run; check the id column"
-            )
+        extra = human_file_rows(human_file, index)
         humans = read_humans(store, labels, extra=extra)
         human: list[dict[str, str]] = [{} for _ in ids]
         reference: list[str | None] = [None] * len(ids)
@@ -190,7 +212,7 @@ def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:
             budget = int(routing.max_items)
         elif routing.max_dollars and price > 0:
             budget = int(routing.max_dollars // price)
-        totals = store.totals()
+        llm_cost, tokens = spend(store)
         probs = {
             m: tuple(None if m not in d else {k: float(v) for k, v in d[m].items()} for d in dists)
             for m in (*CONFIDENCE_METHODS, "ensemble")
@@ -209,8 +231,8 @@ def gather(run_dir: Path, *, human_file: Path | None = None) -> EvalInputs:
             reviewed=frozenset(reviewed),
             correction_reasons=dict(reasons),
             audit=audit,
-            llm_cost=float(totals["cost"]),
-            tokens={"input": int(totals["input_tokens"]), "output": int(totals["output_tokens"])},
+            llm_cost=llm_cost,
+            tokens=tokens,
             price_per_label=price,
             review_budget=budget,
             n_skipped=n_skipped,
