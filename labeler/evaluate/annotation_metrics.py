@@ -32,25 +32,14 @@ def _empty(value: Any) -> Any:
 
 
 def _audit(inputs: AnnotationInputs, *, n_boot: int, seed: int) -> dict[str, Any] | None:
-    from labeler.evaluate import audit as A
-    from labeler.evaluate.intervals import Estimate
+    from labeler.evaluate.audit import audit_accuracy
 
     a = inputs.audit
     if a is None or not a.strata:
         return None
     index = {i: n for n, i in enumerate(inputs.ids)}
     rows = [index[i] for i in a.strata if inputs.reference[index[i]] is not None]
-    sampled = {h: sum(s == h for s in a.strata.values()) for h in a.populations}
-    rates = {a.populations[h] / sampled[h] for h in a.populations if sampled.get(h)}
-    out: dict[str, Any] = {
-        "audited": len(a.strata),
-        "audited_with_label": len(rows),
-        "strata": {h: {"population": n, "sampled": sampled.get(h, 0)} for h, n in a.populations.items()},
-        "routed": len(a.routed),
-        "queue_size": a.queue_size,
-        "reviewed": len(inputs.reviewed),
-        "self_weighting": max(rates, default=1) - min(rates, default=1) < 1e-9,
-    }
+    out = a.summary(with_answer=len(rows), reviewed=len(inputs.reviewed))
     if len(a.strata) > len(rows):
         out["note"] = (f"{len(a.strata) - len(rows)} audited items have no human annotation yet; the estimates "
                        "assume they are like the rest")
@@ -60,27 +49,16 @@ def _audit(inputs: AnnotationInputs, *, n_boot: int, seed: int) -> dict[str, Any
     pred = [_empty(inputs.pred[i]) for i in rows]
     exact = [float(inputs.kind.agreement(t, p) == 1.0) for t, p in zip(truth, pred, strict=True)]
     strata = [a.strata[inputs.ids[i]] for i in rows]
-    unseen = [inputs.ids[i] not in a.routed for i in rows]
-    acc_all, n_eff = A.stratified_proportion(exact, strata, populations=a.populations, level=LEVEL)
-    acc_unseen, n_eff_u = A.stratified_proportion(exact, strata, populations=a.populations, domain=unseen,
-                                                  level=LEVEL)
-    # the final dataset as for single labels: reviewed items carry the human annotation; routed items still
-    # waiting for review are bounded 0-100% unless some of them were audited
-    n, r = len(inputs.ids), len(inputs.reviewed)
-    waiting = len(a.routed - inputs.reviewed)
-    acc_waiting = acc_unseen
-    if waiting:
-        routed = [not u for u in unseen]
-        if any(routed):
-            acc_waiting, _ = A.stratified_proportion(exact, strata, populations=a.populations, domain=routed)
-        else:
-            acc_waiting = Estimate(acc_all.value, 0.0, 1.0)
-    final = Estimate(*((r + (n - r - waiting) * getattr(acc_unseen, k) + waiting * getattr(acc_waiting, k)) / n
-                       for k in ("value", "low", "high")))
+    acc = audit_accuracy(exact, strata, a.populations, [inputs.ids[i] not in a.routed for i in rows],
+                         n_items=len(inputs.ids), n_reviewed=len(inputs.reviewed),
+                         waiting=len(a.routed - inputs.reviewed), level=LEVEL)
+    if acc.unbounded_waiting:
+        out["note"] = f"{out.get('note', '')} {acc.waiting_note('exact-match share')}".strip()
     out.update({
-        "exact_match": acc_all.to_dict() | {"effective_n": n_eff},
-        "unseen_exact_match": acc_unseen.to_dict() | {"effective_n": n_eff_u, "audited_in_domain": sum(unseen)},
-        "final_exact_match": final.to_dict() | {"waiting_for_review": waiting},
+        "exact_match": acc.all.to_dict() | {"effective_n": acc.n_eff},
+        "unseen_exact_match": acc.unseen.to_dict() | {"effective_n": acc.n_eff_unseen,
+                                                      "audited_in_domain": acc.audited_unseen},
+        "final_exact_match": acc.final.to_dict() | {"waiting_for_review": acc.waiting},
         "evaluation": jsonable(inputs.kind.evaluate(truth, pred, n_boot=n_boot, seed=seed)),
     })
     out.update(EXTRAS[inputs.kind.name].audit(inputs, truth, strata, a.populations))

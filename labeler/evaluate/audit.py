@@ -218,3 +218,54 @@ def _sample_size(var: float, half_width: float, level: float, population: int | 
     if population:
         n0 = n0 / (1 + (n0 - 1) / population)
     return max(1, math.ceil(n0 - 1e-9))
+
+
+@dataclass(frozen=True)
+class AuditAccuracy:
+    """The audit's accuracy (or exact-match share) for the corpus, for the items no human saw, and for the
+    final dataset (reviewed items carry the human answer; the others the LLM's, at the unseen-domain share,
+    except routed items still waiting for review, which are harder: at the routed-domain share, bounded by
+    0–100% when none of them was audited — `unbounded_waiting`)."""
+
+    all: Estimate
+    n_eff: float
+    unseen: Estimate
+    n_eff_unseen: float
+    audited_unseen: int
+    final: Estimate
+    waiting: int
+    unbounded_waiting: bool
+
+    def waiting_note(self, what: str) -> str:
+        """The caveat when routed items wait for review and none of them was audited ('' otherwise)."""
+        if not self.unbounded_waiting:
+            return ""
+        return (f"{self.waiting} routed items still wait for review and none of them was audited: their {what} is "
+                "bounded by 0–100% in the final-dataset interval.")
+
+
+def audit_accuracy(
+    correct: Sequence[bool] | Sequence[float],
+    strata: Sequence[str],
+    populations: Mapping[str, int],
+    unseen: Sequence[bool],
+    *,
+    n_items: int,
+    n_reviewed: int,
+    waiting: int,
+    level: float = 0.95,
+) -> AuditAccuracy:
+    """`correct[i]`: audited item i's answer matches its human one; `unseen[i]`: it was not routed. Items
+    queued only by active learning were not chosen by the LLM's doubt: until reviewed they count as unseen."""
+    acc_all, n_eff = stratified_proportion(correct, strata, populations=populations, level=level)
+    acc_unseen, n_eff_u = stratified_proportion(correct, strata, populations=populations, domain=unseen, level=level)
+    acc_waiting, unbounded = acc_unseen, False
+    if waiting:
+        routed = [not u for u in unseen]
+        unbounded = not any(routed)
+        acc_waiting = (Estimate(acc_all.value, 0.0, 1.0) if unbounded else
+                       stratified_proportion(correct, strata, populations=populations, domain=routed, level=level)[0])
+    n, r = n_items, n_reviewed
+    final = Estimate(*((r + (n - r - waiting) * getattr(acc_unseen, k) + waiting * getattr(acc_waiting, k)) / n
+                       for k in ("value", "low", "high")))
+    return AuditAccuracy(acc_all, n_eff, acc_unseen, n_eff_u, sum(unseen), final, waiting, unbounded)

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from labeler.config import CONFIDENCE_METHODS, ReviewConfig
 from labeler.errors import InputError, LabelerError
@@ -40,6 +41,21 @@ class AuditDesign:
     routed: frozenset[str]  # items queued as doubtful: failed, low confidence or disagreement
     queue_size: int
     picked: frozenset[str] = frozenset()  # items queued only by active learning (the student's choice)
+
+    def summary(self, *, with_answer: int, reviewed: int) -> dict[str, Any]:
+        """The audit's head in metrics.json: its size, strata, the routing it measures; `self_weighting`: every
+        stratum sampled at one rate (item-bootstrap figures on the audit then describe the corpus too)."""
+        sampled = {h: sum(s == h for s in self.strata.values()) for h in self.populations}
+        rates = {self.populations[h] / sampled[h] for h in self.populations if sampled[h]}
+        return {
+            "audited": len(self.strata),
+            "audited_with_label": with_answer,
+            "strata": {h: {"population": n, "sampled": sampled[h]} for h, n in self.populations.items()},
+            "routed": len(self.routed),
+            "queue_size": self.queue_size,
+            "reviewed": reviewed,
+            "self_weighting": max(rates, default=1) - min(rates, default=1) < 1e-9,
+        }
 
 
 @dataclass(frozen=True)

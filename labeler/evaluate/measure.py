@@ -90,55 +90,25 @@ def _calibration(inputs: EvalInputs, ref: list[str | None], *, n_boot: int, seed
 
 def _audit(inputs: EvalInputs, ref: list[str | None]) -> dict[str, Any] | None:
     from labeler.evaluate import metrics as M
+    from labeler.evaluate.audit import audit_accuracy
 
     a = inputs.audit
     if a is None or not a.strata:
         return None
     index = {i: n for n, i in enumerate(inputs.ids)}
     rows = [index[i] for i in a.strata if ref[index[i]] is not None]
-    unlabelled = len(a.strata) - len(rows)
-    out: dict[str, Any] = {
-        "audited": len(a.strata),
-        "audited_with_label": len(rows),
-        "strata": {
-            h: {"population": n, "sampled": sum(s == h for s in a.strata.values())} for h, n in a.populations.items()
-        },
-        "routed": len(a.routed),
-        "queue_size": a.queue_size,
-        "reviewed": len(inputs.reviewed),
-    }
-    if unlabelled:
-        out["note"] = f"{unlabelled} audited items have no human label yet; the estimates assume they are like the rest"
+    out = a.summary(with_answer=len(rows), reviewed=len(inputs.reviewed))
+    if len(a.strata) > len(rows):
+        out["note"] = (f"{len(a.strata) - len(rows)} audited items have no human label yet; the estimates assume "
+                       "they are like the rest")
     if not rows:
         return out
-    correct = [ref[i] == inputs.pred[i] for i in rows]
     strata = [a.strata[inputs.ids[i]] for i in rows]
-    unseen = [inputs.ids[i] not in a.routed for i in rows]
-    acc_all, n_eff = M.stratified_proportion(correct, strata, populations=a.populations, level=LEVEL)
-    acc_unseen, n_eff_u = M.stratified_proportion(
-        correct, strata, populations=a.populations, domain=unseen, level=LEVEL
-    )
-    # final dataset: reviewed items carry the human label (correct by definition); the others the LLM's, at
-    # the unseen-domain accuracy, except routed items still waiting for review, which are harder. Items
-    # queued only by active learning were not chosen by the LLM's doubt: until reviewed they count as unseen
-    n, r = len(inputs.ids), len(inputs.reviewed)
-    waiting = len(a.routed - inputs.reviewed)
-    acc_waiting = acc_unseen
-    if waiting:
-        routed = [not u for u in unseen]
-        acc_waiting, _ = M.stratified_proportion(correct, strata, populations=a.populations, domain=routed)
-        if not any(routed):
-            acc_waiting = M.Estimate(acc_all.value, 0.0, 1.0)
-            out["note"] = (
-                out.get("note", "") + f" {waiting} routed items still wait for review and none of them was "
-                "audited: their accuracy is bounded by 0–100% in the final-dataset interval."
-            ).strip()
-    final = M.Estimate(
-        *(
-            (r + (n - r - waiting) * getattr(acc_unseen, k) + waiting * getattr(acc_waiting, k)) / n
-            for k in ("value", "low", "high")
-        )
-    )
+    acc = audit_accuracy([ref[i] == inputs.pred[i] for i in rows], strata, a.populations,
+                         [inputs.ids[i] not in a.routed for i in rows], n_items=len(inputs.ids),
+                         n_reviewed=len(inputs.reviewed), waiting=len(a.routed - inputs.reviewed), level=LEVEL)
+    if acc.unbounded_waiting:
+        out["note"] = f"{out.get('note', '')} {acc.waiting_note('accuracy')}".strip()
     prev = M.ppi_prevalence(
         inputs.pred,
         [ref[i] for i in rows],
@@ -157,9 +127,10 @@ def _audit(inputs: EvalInputs, ref: list[str | None]) -> dict[str, Any] | None:
             x["ppi"] = None
     out.update(
         {
-            "llm_accuracy": acc_all.to_dict() | {"effective_n": n_eff},
-            "unseen_accuracy": acc_unseen.to_dict() | {"effective_n": n_eff_u, "audited_in_domain": sum(unseen)},
-            "final_accuracy": final.to_dict() | {"waiting_for_review": waiting},
+            "llm_accuracy": acc.all.to_dict() | {"effective_n": acc.n_eff},
+            "unseen_accuracy": acc.unseen.to_dict() | {"effective_n": acc.n_eff_unseen,
+                                                       "audited_in_domain": acc.audited_unseen},
+            "final_accuracy": acc.final.to_dict() | {"waiting_for_review": acc.waiting},
             "prevalence": prevalence,
             "ppi_equals_stratified": same,
         }
