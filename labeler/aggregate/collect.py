@@ -134,7 +134,10 @@ def consensus_of(ra: RunAnnotations, method: str, *, seed: int = 0) -> Consensus
     """The consensus of every annotator of the run by `method`."""
     if ra.kind == "multi_label":
         if method == "crowdlab":
-            raise AggregateError("crowdlab takes one distribution per item; for multi-label use vote or dawid_skene")
+            raise AggregateError(
+                "crowdlab needs p(yes) per label, which a multi-label run does not store for the labels the LLM "
+                "left out; use vote or dawid_skene"
+            )
         return aggregate_multilabel(ra.triples, ra.labels, method, items=ra.items, seed=seed)
     return aggregate(ra.annotations(), method, probs=ra.probs, humans=ra.humans, seed=seed)
 
