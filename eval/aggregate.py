@@ -135,21 +135,22 @@ def single(corpus: Corpus, methods: list[str], seeds: int, real: tuple[np.ndarra
         "LLM members simulated from the measured confusion matrix"
     )
     print(f"\n{corpus.name}: {len(truth)} items, {len(corpus.labels)} labels; {who}")
-    print("| scenario | LLM member alone | " + " | ".join(methods) + " |")
-    print("|---|---|" + "---|" * len(methods))
+    print("| scenario | LLM member alone | LLM distribution alone | " + " | ".join(methods) + " |")
+    print("|---|---|---|" + "---|" * len(methods))
     for title, share in (("every item, 2 of 3 reviewers", 1.0), ("30% of items reviewed (2 each)", 0.3)):
         acc: dict[str, list[float]] = {m: [] for m in methods}
-        alone, secs = [], dict.fromkeys(methods, 0.0)
+        alone, dist, secs = [], [], dict.fromkeys(methods, 0.0)
         for seed in range(seeds):
             ann, probs, humans, _ = scenario(corpus, seed, share, real)
             alone.append(float((ann.labels[:, ann.annotators.index("llm:A")] == truth).mean()))
+            dist.append(float((probs.argmax(axis=1) == truth).mean()))
             for m in methods:
                 t = time.perf_counter()
                 c = aggregate(ann, m, probs=probs, humans=humans)
                 secs[m] += time.perf_counter() - t
                 acc[m].append(float((c.label_index == truth).mean()))
         cells = [f"{100 * np.mean(acc[m]):.1f}% (±{100 * np.std(acc[m]):.1f})" for m in methods]
-        print(f"| {title} | {100 * np.mean(alone):.1f}% | " + " | ".join(cells) + " |")
+        print(f"| {title} | {100 * np.mean(alone):.1f}% | {100 * np.mean(dist):.1f}% | " + " | ".join(cells) + " |")
         print("  seconds per fit: " + ", ".join(f"{m} {secs[m] / seeds:.2f}" for m in methods), file=sys.stderr)
         if share < 1.0:
             print("  seed 0: " + ", ".join(f"{m} {100 * acc[m][0]:.1f}%" for m in methods))
