@@ -10,9 +10,10 @@ Self-consistency samples are not annotators: a member is one annotator (its gree
 `[confidence] samples`, and its samples' vote shares (`consistency`) are its distribution. Samples of one
 member are exchangeable draws of one model and share its mistakes on an item; counted as annotators of
 their own (`llm:<member>#<k>`) they outvote the reviewers. Measured (`python eval/aggregate.py --samples`,
-BBC, one member with 5 correlated samples, 20 seeds): Dawid–Skene right on 96.8% with one annotator per
-member against 81.3% with one per sample when every item has 2 reviewers; only samples that erred
-independently, as separate members do, would gain from the count (README "Several annotators, one truth").
+BBC, one member with 5 samples that share the item's error, 20 seeds): Dawid–Skene right on 96.0% with
+one annotator per member against 83.2% with one per sample when every item has 2 reviewers (86.9% against
+82.0% when 30% have). Only samples that erred independently, as separate members do, gained from the count
+(99.1% against 96.0%), so there is no switch: an independent opinion is a member of its own.
 
 The LLM's distribution of an item (for CROWDLAB) is the combined distribution, else the first member's
 under the first of the task's confidence methods that it stored; when the run is calibrated, the

@@ -1,7 +1,8 @@
 """Multi-label tasks: each label is its own yes/no question, aggregated by the chosen method over the
 annotators who answered the item (an annotator who gave the item a label set says "yes" to the labels in
 it and "no" to the rest). The consensus set holds the labels whose posterior of "yes" is at least 0.5; an
-item's posterior is that of its least certain label decision (what routing needs)."""
+item's posterior is that of its least certain label decision (what routing needs). CROWDLAB runs per label
+too, when given the LLM's p(yes) per label (eval/aggregate.py measures it on data/conll2003_kinds)."""
 
 from __future__ import annotations
 
