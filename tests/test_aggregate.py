@@ -396,6 +396,8 @@ def test_multi_label_run_export_consensus_and_status(tmp_path: Path, capsys: pyt
     status = capsys.readouterr().out
     flagged = [ln.split(" (")[0].strip() for ln in status.splitlines() if "FLAGGED" in ln]
     assert flagged == ["sloppy"]
+    assert main(["review", "status", str(run_dir), "--consensus", "crowdlab"]) != 0  # no p(yes) per label stored
+    assert "use vote or dawid_skene" in capsys.readouterr().err
     assert main(["eval", str(run_dir), "--boot", "50"]) == 0  # the report's Annotators section, multi-label too
     report = (run_dir / "report" / "report.md").read_text(encoding="utf-8")
     assert "## Annotators" in report and "each label is a yes/no question" in report
