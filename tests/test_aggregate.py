@@ -396,6 +396,15 @@ def test_multi_label_run_export_consensus_and_status(tmp_path: Path, capsys: pyt
     status = capsys.readouterr().out
     flagged = [ln.split(" (")[0].strip() for ln in status.splitlines() if "FLAGGED" in ln]
     assert flagged == ["sloppy"]
+    assert main(["review", "status", str(run_dir), "--consensus", "crowdlab"]) != 0  # no p(yes) per label stored
+    assert "use vote or dawid_skene" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), "--boot", "50"]) == 0  # the report's Annotators section, multi-label too
+    report = (run_dir / "report" / "report.md").read_text(encoding="utf-8")
+    assert "## Annotators" in report and "each label is a yes/no question" in report
+    section = json.loads((run_dir / "report" / "metrics.json").read_text())["annotators"]
+    acc = {a["name"]: a["accuracy"]["value"] for a in section["annotators"]}
+    assert set(acc) == {"ann", "bob", "sloppy", "llm:default"}
+    assert acc["sloppy"] < 0.75 < min(acc["ann"], acc["bob"]), acc
 
 
 def test_the_human_rule_in_aggregation_mode() -> None:

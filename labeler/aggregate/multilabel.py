@@ -1,7 +1,8 @@
 """Multi-label tasks: each label is its own yes/no question, aggregated by the chosen method over the
 annotators who answered the item (an annotator who gave the item a label set says "yes" to the labels in
 it and "no" to the rest). The consensus set holds the labels whose posterior of "yes" is at least 0.5; an
-item's posterior is that of its least certain label decision (what routing needs)."""
+item's posterior is that of its least certain label decision (what routing needs). CROWDLAB runs per label
+too, when given the LLM's p(yes) per label (eval/aggregate.py measures it on data/conll2003_kinds)."""
 
 from __future__ import annotations
 
@@ -58,14 +59,25 @@ def aggregate_multilabel(
     method: str,
     *,
     items: Sequence[str] = (),
+    probs: Mapping[str, np.ndarray] | None = None,
+    humans: Sequence[str] = (),
     seed: int = 0,
 ) -> MultiConsensus:
-    """Each label of a multi-label task aggregated as a yes/no question by `method` (not crowdlab, which
-    needs the LLM's per-label probability: use vote or dawid_skene)."""
+    """Each label of a multi-label task aggregated as a yes/no question by `method`. crowdlab takes, per
+    label, the LLM's probability of "yes" on every item (`probs`: label -> (n,), in the order of `items`)
+    and the reviewers it weighs (`humans`); a run does not store that probability for the labels the LLM
+    left out (labeler.confidence.per_label), so labeler.aggregate.collect refuses crowdlab on multi-label."""
     from labeler.aggregate import aggregate
 
     per = binary_annotations(triples, labels, items=items)
     if not per:
         return MultiConsensus(method, tuple(items), {})
     first = next(iter(per.values()))
-    return MultiConsensus(method, first.items, {lab: aggregate(a, method, seed=seed) for lab, a in per.items()})
+
+    def one(lab: str, a: Annotations) -> Consensus:
+        if probs is None:
+            return aggregate(a, method, seed=seed)
+        p = np.clip(np.asarray(probs[lab], dtype=float), 0.0, 1.0)
+        return aggregate(a, method, probs=np.stack([1.0 - p, p], axis=1), humans=humans, seed=seed)
+
+    return MultiConsensus(method, first.items, {lab: one(lab, a) for lab, a in per.items()})

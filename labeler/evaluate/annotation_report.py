@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from labeler.evaluate import annotation_plots
+from labeler.evaluate import annotation_plots, annotators
 from labeler.evaluate.annotation_plots import WORDS, primary
 from labeler.evaluate.escape import visible
 from labeler.evaluate.formatting import ci, est, ok, pct
@@ -83,6 +83,7 @@ def render(m: Mapping[str, Any], images: Mapping[str, str], fmt: str,
         agreement_measure=AGREEMENT[m["task_type"]],
         primary=lambda ev: primary(m["task_type"], ev),
     )
+    text = annotators.insert_section(text, m, fmt)  # multi-label: LLM members and reviewers side by side
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 

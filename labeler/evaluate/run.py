@@ -31,12 +31,13 @@ def _single(run_dir: Path, human_file: Path | None, out: Path, n_boot: int, seed
 def _annotations(
     run_dir: Path, human_file: Path | None, out: Path, n_boot: int, seed: int, extra: Extra
 ) -> dict[str, Any]:
-    """`extra` (the single-label report's further sections) does not apply: these reports have their own."""
+    """`extra` gives the annotators' section where it applies (multi-label; spans are not aggregated)."""
     from labeler.evaluate.annotation_metrics import build_annotation_metrics
     from labeler.evaluate.annotation_report import summary_sentences, write_report
     from labeler.evaluate.annotations import gather_annotations
 
     metrics = build_annotation_metrics(gather_annotations(run_dir, human_file=human_file), n_boot=n_boot, seed=seed)
+    metrics |= {k: v for k, v in (extra() if extra else {}).items() if v is not None}
     write_report(metrics, out)
     return metrics | {"summary": summary_sentences(metrics)}
 
@@ -58,7 +59,7 @@ def evaluate_run(
     extra: Extra = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Evaluate the run in run_dir and write its report (default run_dir/report). Returns (report dir, metrics).
-    `extra` gives further sections of a single-label report when called (the annotators' table)."""
+    `extra` gives further sections of the report when called (the annotators' table)."""
     store = RunStore.open(run_dir)
     try:
         kind = for_task(store.task())
