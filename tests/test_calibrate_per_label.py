@@ -117,16 +117,3 @@ def test_calibrate_run_stores_and_applies_per_label(tmp_path: Path) -> None:
         assert {r.id: r.confidence for r in records(store)} == before
     finally:
         store.close()
-
-
-def test_spans_stay_uncalibrated_with_one_line(tmp_path: Path) -> None:
-    from tasktype_runs import make_task_run
-
-    from labeler.confidence.run import calibrate_path
-    from labeler.errors import CalibrationError
-
-    run = make_task_run(tmp_path, "spans")
-    with pytest.raises(CalibrationError) as exc:
-        calibrate_path(run.run_dir)
-    msg = str(exc.value)
-    assert "\n" not in msg and msg.startswith("task.type = 'spans': span confidences are not calibrated")

@@ -84,7 +84,7 @@ def test_csv_spans_quoted_without_offsets_are_placed(tmp_path: Path) -> None:
     ("task_type", "cell", "message"),
     [
         ("multi_label", "economy;weather", "row 1 (id t00): label 'weather' is not one of: economy, sport, tech"),
-        ("multi_label", "sport;Sport", "row 1 (id t00): label 'sport' is given twice"),
+        ("multi_label", "sport;Sport", "row 1 (id t00): label 'sport' is named twice; give each label once"),
         ("spans", '[{"start": 30, "end": 99, "type": "PER"}]', "row 1 (id t00): span 30-99 lies outside the text (0-"),
         ("spans", '[{"start": 0, "end": 3, "type": "DATE"}]', "row 1 (id t00): span type 'DATE' is not one of: PER"),
         ("spans", '[{"start": 0, "end": 12, "type": "PER"}, {"start": 4, "end": 12, "type": "ORG"}]',

@@ -39,11 +39,11 @@ def test_multi_label_parse_and_bad_answers() -> None:
     assert ml.parse('{"labels": ["tech", "Sport"]}', "").value == ("sport", "tech")  # label-set order
     assert ml.parse('["politics"]', "").value == ("politics",)
     assert ml.parse("business; tech", "").value == ("tech", "business")
-    assert ml.parse('{"labels": ["cars"]}', "").error == "label 'cars' is not in the label set"
-    assert ml.parse('{"labels": []}', "").error == "0 labels where the task asks for at least 1"
+    assert ml.parse('{"labels": ["cars"]}', "").error == "label 'cars' is not one of: sport, politics, tech, business"
+    assert ml.parse('{"labels": []}', "").error == "0 labels where the task asks for at least 1 (task.min_labels)"
     assert ml.parse('{"labels": ["tech", "sport", "business"]}', "").error == (
-        "3 labels where the task allows at most 2")
-    assert ml.parse('{"labels": ["tech", "tech"]}', "").error == "label 'tech' is named twice"
+        "3 labels where the task allows at most 2 (task.max_labels)")
+    assert ml.parse('{"labels": ["tech", "tech"]}', "").error == "label 'tech' is named twice; give each label once"
     schema = ml.response_format(LABELS)["json_schema"]["schema"]["properties"]["labels"]
     assert (schema["minItems"], schema["maxItems"], schema["items"]["enum"]) == (1, 2, list(LABELS))
     g = ml.grammar(LABELS)
@@ -108,12 +108,13 @@ def test_span_answers_bad_input_one_clear_line() -> None:
     assert sp.parse('{"spans": [{"start": 10, "end": 40, "type": "PER"}]}', text).error == (
         "span 10-40 lies outside the text (0-19)")
     overlap = sp.parse('{"spans": [{"text": "Ada lives", "type": "PER"}, {"text": "lives in", "type": "LOC"}]}', text)
-    assert overlap.error == "spans 'Ada lives' and 'lives in' overlap; the task forbids overlapping spans"
+    assert overlap.error == ("spans 0-9 'Ada lives' and 4-12 'lives in' overlap; the task forbids overlapping spans "
+                             "(task.allow_overlap)")  # quotes that cross: a genuine overlap
     allowed = task_type("spans", ("PER", "LOC"), allow_overlap=True)
     assert len(allowed.parse('{"spans": [{"text": "Ada lives", "type": "PER"}, {"text": "lives in", "type": "LOC"}]}',
                              text).value) == 2
     assert sp.parse('{"spans": [{"text": "Ada", "type": "ORG"}]}', text).error == (
-        "span type 'ORG' is not one of PER, LOC")
+        "span type 'ORG' is not one of: PER, LOC")
     missing = sp.parse('{"spans": [{"text": "Bob", "type": "PER"}]}', text)
     assert (missing.value, missing.dropped) == ((), 1)
 
@@ -172,7 +173,7 @@ def test_existing_tasks_stay_single_and_the_type_reaches_the_protocol(tmp_path: 
     task = load_config(write_task(tmp_path, task={"type": "multi_label", "min_labels": 1}), env={})
     kind = for_task(task)
     assert kind.name == "multi_label" and kind.parse('{"labels": []}', "").error == (
-        "0 labels where the task asks for at least 1")
+        "0 labels where the task asks for at least 1 (task.min_labels)")
 
 
 async def test_run_refuses_several_items_a_request_for_spans_in_one_line(tmp_path: Path) -> None:

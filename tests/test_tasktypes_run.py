@@ -158,8 +158,10 @@ async def test_multi_label_run_stores_routes_and_exports_known_annotations(scrip
         assert json.loads(res["m1"]["distributions"]) == {"consistency": {"label sport": 1.0, "label politics": 0.4}}
         assert res["m1"]["confidence"] == pytest.approx(0.4)
         assert res["m2"]["confidence"] == 1.0 and res["m5"]["confidence"] == 1.0
-        assert res["m3"]["reason"] == "unparseable after one re-ask: label 'weather' is not in the label set"
-        assert res["m4"]["reason"] == "unparseable after one re-ask: 0 labels where the task asks for at least 1"
+        assert res["m3"]["reason"] == ("unparseable after one re-ask: label 'weather' is not one of: sport, politics, "
+                                       "tech, business")
+        assert res["m4"]["reason"] == ("unparseable after one re-ask: 0 labels where the task asks for at least 1 "
+                                       "(task.min_labels)")
     finally:
         store.close()
     # the prompt rendered the label set with descriptions and the bound; the request carried the type's schema
@@ -167,7 +169,7 @@ async def test_multi_label_run_stores_routes_and_exports_known_annotations(scrip
     assert "Name every topic that applies (1 to 4):" in first.messages[0][1]
     assert "- politics: texts about politics" in first.messages[0][1]
     reask = next(s for s in stub.requests_for("m5") if s.is_reask)
-    assert "label 'weather' is not in the label set" in reask.messages[-1][1]
+    assert "label 'weather' is not one of: sport" in reask.messages[-1][1]
 
     plan, _ = route_run(run_dir)
     assert queue_reasons(run_dir) == {
@@ -211,7 +213,8 @@ SPAN_ANSWERS = {
     "s1": [spans_json(("Zoë", "PER"), ("Ada", "PER"), ("Köln", "LOC"), ("Bob", "PER")),
            *[spans_json(("Zoë", "PER"), ("Ada", "PER"), ("Köln", "LOC"))] * 2,
            *[spans_json(("Zoë", "PER"), ("köln", "LOC"))] * 3],
-    "s2": [spans_json(("New York", "LOC"), ("York", "ORG"))] * 2,  # overlapping where the task forbids it
+    # "York" only inside "New York" where the task forbids overlap: dropped and counted, the rest kept
+    "s2": [spans_json(("New York", "LOC"), ("York", "ORG"))] * 2,
     "s3": [json.dumps({"spans": [{"start": 0, "end": 999, "type": "PER"}]})] * 2,  # outside the text
     "s4": [spans_json(), *[spans_json()] * 4, spans_json(("names", "ORG"))],  # empty; 4 of 5 samples agree
     "s5": [spans_json(("Paris", "LOC"), ("Lyon", "LOC"))] * 6,
@@ -222,7 +225,7 @@ async def test_span_run_aligns_drops_scores_routes_and_exports(scripted: Any, tm
     stub = scripted(SPAN_ANSWERS)
     task = make_task(tmp_path, stub, SPAN_TEXTS, task={"type": "spans"}, labels=TYPES)
     run_dir, summary = await start_run(task, run_dir=tmp_path / "run", show_progress=False)
-    assert summary.counts == {"labeled": 3, "failed": 2} and summary.dropped == 1
+    assert summary.counts == {"labeled": 4, "failed": 1} and summary.dropped == 2
 
     s1, s5 = SPAN_TEXTS["s1"], SPAN_TEXTS["s5"]
     assert (s1[6:9], s1[14:17], s1[21:25]) == ("Zoë", "Ada", "Köln") and (s5[8:13], s5[19:23]) == ("Paris", "Lyon")
@@ -242,21 +245,21 @@ async def test_span_run_aligns_drops_scores_routes_and_exports(scripted: Any, tm
             {"start": 19, "end": 23, "type": "LOC", "text": "Lyon"}]
         assert res["s4"]["label"] == "[]" and res["s4"]["confidence"] == pytest.approx(0.8)
         assert json.loads(res["s4"]["distributions"]) == {"consistency": {"(empty)": 0.8}}
-        assert res["s2"]["reason"] == ("unparseable after one re-ask: spans 'New York' and 'York' overlap; the task "
-                                       "forbids overlapping spans")
+        assert json.loads(res["s2"]["label"]) == [{"start": 6, "end": 14, "type": "LOC", "text": "New York"}]
+        assert res["s2"]["dropped"] == 1
         assert res["s3"]["reason"] == "unparseable after one re-ask: span 0-999 lies outside the text (0-12)"
     finally:
         store.close()
 
     route_run(run_dir)
     assert queue_reasons(run_dir) == {
-        "s1": ("low_confidence: span 14-17 PER 'Ada' 0.40",), "s2": ("failed",), "s3": ("failed",)}
+        "s1": ("low_confidence: span 14-17 PER 'Ada' 0.40",), "s3": ("failed",)}
 
     export_run(run_dir, tmp_path / "out.parquet")
     table = pq.read_table(tmp_path / "out.parquet")
     by_id = dict(zip(table.column("id").to_pylist(), table.column("label").to_pylist(), strict=True))
     assert by_id["s1"][1] == {"start": 14, "end": 17, "type": "PER", "text": "Ada"}
-    assert by_id["s4"] == [] and by_id["s2"] is None
+    assert by_id["s4"] == [] and by_id["s3"] is None
     assert by_id["s5"][0] == {"start": 8, "end": 13, "type": "LOC", "text": "Paris"}
     assert SPAN_TEXTS["s5"][by_id["s5"][1]["start"]:by_id["s5"][1]["end"]] == "Lyon"  # code points, CRLF kept
     export_run(run_dir, tmp_path / "out.jsonl")
@@ -327,7 +330,7 @@ async def test_a_span_run_stopped_early_resumes_to_the_same_annotations(scripted
     run_dir, first = await start_run(task, run_dir=tmp_path / "run", limit=2, show_progress=False)
     assert sum(first.counts.values()) == 2
     summary = await resume_run(run_dir, show_progress=False)
-    assert summary.counts == {"labeled": 3, "failed": 2} and summary.dropped == 1
+    assert summary.counts == {"labeled": 4, "failed": 1} and summary.dropped == 2
     store = RunStore.open(run_dir)
     try:
         assert json.loads(stored(store)["s5"]["label"])[1] == {"start": 19, "end": 23, "type": "LOC", "text": "Lyon"}

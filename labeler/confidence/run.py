@@ -3,9 +3,12 @@ have human labels, store them, and re-apply the stored calibrator after every co
 
     combine_run(store, task)     one CombinedRow per item (labeler.confidence.ensemble), then re-applies the
                                  stored "ensemble" calibrator: a resume after `labeler calibrate` keeps it
+                                 (multi_label, spans: labeler.confidence.elements, through the stored
+                                 per-label / per-type calibrators of labeler.confidence.per_label)
     calibrate_run(store, task)   per method: fit temperature/Platt/isotonic, choose by cross-validated
                                  log-loss (labeler.confidence.calibrators), store it with its out-of-fold
-                                 values; for "ensemble", write the calibrated confidence of every item
+                                 values; for "ensemble", write the calibrated confidence of every item.
+                                 Multi-label and span runs: one calibrator per label / entity type instead
     calibrate_path(run_dir)      `labeler calibrate`
 
 A labelled item keeps its out-of-fold value, made by a calibrator that never saw it, so "after" numbers
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from labeler.confidence.correct import active_correction, correct_rows
 from labeler.confidence.elements import combine_elements
 from labeler.confidence.ensemble import MemberView, combine_item
-from labeler.confidence.per_label import ELEMENT, apply_elements, element_data, element_names, fit_elements
+from labeler.confidence.per_label import ELEMENT, element_data, element_names, fit_elements, put_element_rows
 from labeler.config import CONFIDENCE_METHODS, TaskConfig
 from labeler.errors import CalibrationError
 from labeler.humans import read_humans
@@ -76,11 +79,8 @@ def combine_run(store: RunStore, task: TaskConfig) -> int:
     correction (labeler.confidence.correct: distribution and label corrected, the raw label kept), then
     re-apply the stored ensemble calibrator, if any. Returns the row count."""
     signature = store.results_signature()
-    if task.kind.elementwise:  # no bias correction; the element calibrators of a multi-label run re-applied
-        n = store.put_combined(_element_rows(store, task), signature=signature)
-        if task.kind.type == "multi_label":
-            apply_elements(store, task)
-        return n
+    if task.kind.elementwise:  # no bias correction; the stored element calibrators (per label, per type) re-applied
+        return put_element_rows(store, for_task(task), _element_rows(store, task), signature=signature)
     correction = active_correction(store, task)
     rows = correct_rows(_combined_rows(store, task), correction, task.label_names)
     n = store.put_combined(rows, signature=signature)
@@ -233,11 +233,8 @@ def calibrate_run(
     if needs_combine(store):
         combine_run(store, task)
     methods = list(methods or (*task.confidence.methods, ENSEMBLE))
-    if task.kind.type == "multi_label":
-        return _calibrate_labels(store, task, n_splits=n_splits, seed=seed, min_items=min_items)
     if task.kind.elementwise:
-        why = f"task.type = {task.kind.type!r}: span confidences are not calibrated (each span is its own element)"
-        return [MethodReport(m, 0, skipped=why) for m in methods]
+        return _calibrate_elements(store, task, n_splits=n_splits, seed=seed, min_items=min_items)
     human = human_labels(store, task.label_names)
     reports = []
     for method in methods:
@@ -269,18 +266,21 @@ def calibrate_run(
     return reports
 
 
-def _calibrate_labels(
+def _calibrate_elements(
     store: RunStore, task: TaskConfig, *, n_splits: int, seed: int, min_items: int
 ) -> list[MethodReport]:
-    """Per label of a multi-label run (labeler.confidence.per_label): fit, store, report, then apply."""
+    """Per label of a multi-label run, per entity type of a span run (labeler.confidence.per_label): fit on the
+    raw element confidences (recombined from the results: the stored rows hold calibrated ones), store,
+    report, then re-combine so every row goes through the new calibrators."""
     from labeler.confidence.calibrators import CalData, correctness_log_loss, ece
 
     kind = for_task(task)
     human = {i: kind.decode(v) for i, v in human_labels(store, task.label_names).items()}
-    llm = {c.item_id: c.distribution for c in store.combined_rows(labeled_only=True) if c.distribution}
+    raw = ((c.item_id, c.distribution) for c in _element_rows(store, task) if c.label is not None and c.distribution)
+    llm = dict(sorted(raw, key=lambda kv: kv[0]))  # item-id order: the folds do not depend on the input order
     data = element_data(llm, human, kind)
     reports = []
-    fits = fit_elements(data, element_names(task), n_splits=n_splits, seed=seed, min_items=min_items)
+    fits = fit_elements(data, element_names(kind), n_splits=n_splits, seed=seed, min_items=min_items)
     for name, sel in fits.items():
         if isinstance(sel, str):
             reports.append(MethodReport(name, len(data.get(name, ((),))[0]), skipped=sel))
@@ -301,7 +301,7 @@ def _calibrate_labels(
                 params=dict(stored.params),
             )
         )
-    apply_elements(store, task)
+    combine_run(store, task)
     return reports
 
 
@@ -329,8 +329,6 @@ def calibrate_path(
         reports = calibrate_run(store, store.task(), methods=methods, n_splits=n_splits, seed=seed)
     finally:
         store.close()
-    if reports and all(r.skipped and r.skipped.startswith("task.type") for r in reports):
-        raise CalibrationError(f"{reports[0].skipped}; route on the element confidences as they are")
     if all(r.skipped for r in reports):
         from labeler.confidence.calibrators import MIN_ITEMS
 

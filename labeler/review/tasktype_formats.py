@@ -18,9 +18,11 @@ What the tools speak:
                                but no offsets is placed at its first free occurrence in the text)
 
 Every reader turns the tool's answer into an encoded value with code-point offsets; `check_value` then
-checks it against the task and the run's text of the item (known labels, no repeated label, the
-min/max label bounds, spans inside the text whose quoted text matches it, no overlap where the task
-forbids it) and returns the one canonical encoding the run stores. Errors are one line naming the row.
+checks it against the task and the run's text of the item with the task type's own `TaskType.check` (the
+rules parse applies to a model's answer: known labels, no repeated label or span, the min/max label bounds,
+spans inside the text whose quoted text matches it, no overlap where the task forbids it, in the same
+words) and returns the one canonical encoding the run stores. Errors are one line naming the row; offset
+errors add how offsets are counted.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from labeler.errors import ReviewError
 from labeler.tasktypes import TaskType
-from labeler.tasktypes.spans import Span, align, overlapping, utf16_offsets
+from labeler.tasktypes.spans import Span, align, utf16_offsets
 
 if TYPE_CHECKING:
     from labeler.config import TaskConfig
@@ -94,6 +96,21 @@ def spans_text(spans: Iterable[Mapping[str, Any]]) -> str:
     return json.dumps(list(spans), ensure_ascii=False)
 
 
+def _matched(names: Sequence[str], given: Any) -> str:
+    """A name as the set spells it (matched case-insensitively); one outside the set stays as given."""
+    g = str(given if given is not None else "").strip()
+    return next((n for n in names if n.lower() == g.lower()), g)
+
+
+_OFFSETS_HINT = "; offsets count code points (Label Studio's are UTF-16 units, converted on import)"
+
+
+def _failed(where: str, error: str) -> ReviewError:
+    """The task type's one-line reason (TaskType.check), placed; offset errors add how offsets are counted."""
+    hint = _OFFSETS_HINT if " lies outside the text " in error or "but the text there is" in error else ""
+    return ReviewError(f"{where}: {error}{hint}")
+
+
 def _check_labels(kind: TaskType, stored: str, where: str) -> str:
     try:
         names = json.loads(stored)
@@ -102,20 +119,10 @@ def _check_labels(kind: TaskType, stored: str, where: str) -> str:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ReviewError(f"{where}: labels {stored[:60]!r} are not a list of label names")
     labels = names_of(kind)
-    canon = {lab.lower(): lab for lab in labels}
-    out: list[str] = []
-    for n in names:
-        lab = canon.get(n.strip().lower())
-        if lab is None:
-            raise ReviewError(f"{where}: label {n[:60]!r} is not one of: {', '.join(labels)}")
-        if lab in out:
-            raise ReviewError(f"{where}: label {lab!r} is given twice; give each label once")
-        out.append(lab)
-    lo, hi = int(getattr(kind, "min_labels", 0)), getattr(kind, "max_labels", None)
-    if len(out) < lo:
-        raise ReviewError(f"{where}: {len(out)} labels where the task asks for at least {lo} (task.min_labels)")
-    if hi is not None and len(out) > hi:
-        raise ReviewError(f"{where}: {len(out)} labels where the task allows at most {hi} (task.max_labels)")
+    out = [_matched(labels, n) for n in names]
+    error = kind.check(out, "")
+    if error:
+        raise _failed(where, error)
     return str(kind.encode(tuple(sorted(out, key=labels.index))))
 
 
@@ -127,43 +134,29 @@ def _check_spans(kind: TaskType, stored: str, text: str, where: str) -> str:
     if not isinstance(items, list) or not all(isinstance(d, Mapping) for d in items):
         raise ReviewError(f"{where}: spans {stored[:60]!r} are not a JSON list of start/end/type objects")
     types = names_of(kind)
-    canon = {t.lower(): t for t in types}
     spans: list[Span] = []
     quoted: list[tuple[str, str]] = []
     for d in items:
-        kind_name = canon.get(str(d.get("type", "")).strip().lower())
-        if kind_name is None:
-            raise ReviewError(f"{where}: span type {str(d.get('type'))[:40]!r} is not one of: {', '.join(types)}")
+        type_name = _matched(types, d.get("type"))
         start, end, quote = d.get("start"), d.get("end"), d.get("text")
         if start is None and end is None:
             if not isinstance(quote, str) or not quote.strip():
                 raise ReviewError(f"{where}: a span needs start and end (code points) or its text")
-            quoted.append((quote, kind_name))
+            quoted.append((quote, type_name))
             continue
-        if isinstance(start, bool) or isinstance(end, bool) or not isinstance(start, int) or not isinstance(end, int):
-            raise ReviewError(f"{where}: span offsets {start!r}-{end!r} are not whole numbers")
-        if not 0 <= start < end <= len(text):
-            raise ReviewError(f"{where}: span {start}-{end} lies outside the text (0-{len(text)})")
-        if isinstance(quote, str) and quote and quote != text[start:end]:
-            raise ReviewError(
-                f"{where}: span {start}-{end} quotes {quote[:40]!r} but the text there is {text[start:end][:40]!r}; "
-                "offsets count code points (Label Studio's are UTF-16 units, converted on import)"
-            )
-        spans.append(Span(start, end, kind_name, text[start:end]))
-    if quoted:
-        placed, missing = align(text, quoted)
+        spans.append(Span(start, end, type_name, quote if isinstance(quote, str) else ""))
+    error = kind.check(spans, text) or kind.check([Span(0, 0, t) for _, t in quoted if t not in types], text)
+    if error:
+        raise _failed(where, error)
+    spans = [Span(s.start, s.end, s.type, text[s.start : s.end]) for s in spans]
+    if quoted:  # a human's quote is placed even inside another span: the check then names the overlap
+        placed, missing = align(text, quoted, taken=[(s.start, s.end) for s in spans])
         if missing:
             raise ReviewError(f"{where}: {missing} quoted span(s) not found in the item's text; give start and end")
         spans.extend(placed)
-    if len(set(spans)) != len(spans):
-        raise ReviewError(f"{where}: a span is given twice; give each span once")
-    clash = None if getattr(kind, "allow_overlap", False) else overlapping(spans)
-    if clash:
-        a, b = clash
-        raise ReviewError(
-            f"{where}: spans {a.start}-{a.end} {a.text[:30]!r} and {b.start}-{b.end} {b.text[:30]!r} overlap; "
-            "the task forbids overlapping spans (task.allow_overlap)"
-        )
+    error = kind.check(spans, text)
+    if error:
+        raise _failed(where, error)
     return str(kind.encode(tuple(sorted(spans))))
 
 

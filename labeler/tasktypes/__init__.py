@@ -59,6 +59,23 @@ class TaskType(Protocol):
         """The annotation in a model's answer `raw` to the item `text`."""
         ...
 
+    def check(self, value: Any, text: str) -> str | None:
+        """Why the candidate annotation `value` does not fit the task and the item `text` (one line), or None.
+        The one place each rule is worded; `parse` and the review import call it. `value` is shaped like an
+        annotation with names already matched to the set where they could be (a name outside it stays as
+        given): single, a label name; multi_label, a sequence of names, in the answer's order; spans, a
+        sequence of `Span` (a non-empty `Span.text` must be the text at its offsets)."""
+        ...
+
+    def calibration_group(self, element: str) -> str:
+        """The calibrator an element's confidence goes through: the element itself for labels, its entity
+        type ("type PER") for spans; an element the type does not name (EMPTY) is its own group."""
+        ...
+
+    def calibration_groups(self) -> tuple[str, ...]:
+        """Every group `calibration_group` can return for an element of an annotation (EMPTY aside)."""
+        ...
+
     def encode(self, value: Any) -> str | None:
         """The annotation as the one text the run store, the exports and the review files keep (None stays None):
         single, the label name; multi_label, a JSON list of names; spans, a JSON list of
@@ -92,6 +109,12 @@ def element_shares(samples: Sequence[Any], kind: TaskType) -> dict[str, float]:
         for e in set(kind.elements(s)):
             counts[e] = counts.get(e, 0) + 1
     return {e: c / len(samples) for e, c in sorted(counts.items())}
+
+
+def one_of(names: Sequence[str]) -> str:
+    """The names of a set as the checks list them (shortened past 200 characters)."""
+    listed = ", ".join(names)
+    return listed if len(listed) <= 200 else listed[:197] + "..."
 
 
 def doubtful(shares: Mapping[str, float], threshold: float) -> list[str]:

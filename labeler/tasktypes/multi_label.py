@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from labeler.tasktypes import Parsed
+from labeler.tasktypes import Parsed, one_of
 
 _LIST = re.compile(r"\[.*\]", re.DOTALL)
 _OBJ = re.compile(r"\{.*\}", re.DOTALL)
@@ -73,24 +73,41 @@ class MultiLabel:
         text = raw.strip().strip("`").strip()
         return [] if not text or text.lower() in ("none", "[]") else [p for p in re.split(r"[;,\n]", text) if p.strip()]
 
+    def canonical(self, names: Sequence[Any]) -> list[str]:
+        """Each name as the set spells it (matched case-insensitively, quotes and a full stop stripped); a name
+        outside the set stays as given, for `check` to name."""
+        lower = {lab.lower(): lab for lab in self.labels}
+        return [lower.get(str(n).strip().strip("\"'.").lower(), str(n)) for n in names]
+
+    def check(self, value: Any, text: str) -> str | None:
+        seen: set[str] = set()
+        for lab in value:
+            if lab not in self.labels:
+                return f"label {str(lab)[:60]!r} is not one of: {one_of(self.labels)}"
+            if lab in seen:
+                return f"label {lab!r} is named twice; give each label once"
+            seen.add(lab)
+        if len(value) < self.min_labels:
+            return f"{len(value)} labels where the task asks for at least {self.min_labels} (task.min_labels)"
+        if self.max_labels is not None and len(value) > self.max_labels:
+            return f"{len(value)} labels where the task allows at most {self.max_labels} (task.max_labels)"
+        return None
+
     def parse(self, raw: str, text: str) -> Parsed:
         names = self._names(raw)
         if isinstance(names, str):
             return Parsed(None, names)
-        lower = {lab.lower(): lab for lab in self.labels}
-        out: list[str] = []
-        for n in names:
-            lab = lower.get(str(n).strip().strip("\"'.").lower())
-            if lab is None:
-                return Parsed(None, f"label {str(n)[:60]!r} is not in the label set")
-            if lab in out:
-                return Parsed(None, f"label {lab!r} is named twice")
-            out.append(lab)
-        if len(out) < self.min_labels:
-            return Parsed(None, f"{len(out)} labels where the task asks for at least {self.min_labels}")
-        if self.max_labels is not None and len(out) > self.max_labels:
-            return Parsed(None, f"{len(out)} labels where the task allows at most {self.max_labels}")
+        out = self.canonical(names)
+        error = self.check(out, text)
+        if error:
+            return Parsed(None, error)
         return Parsed(tuple(sorted(out, key=self.labels.index)))
+
+    def calibration_group(self, element: str) -> str:
+        return element
+
+    def calibration_groups(self) -> tuple[str, ...]:
+        return tuple(f"label {lab}" for lab in self.labels)
 
     def encode(self, value: Any) -> str | None:
         return None if value is None else json.dumps(list(value), ensure_ascii=False)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from labeler.tasktypes import Parsed
+from labeler.tasktypes import Parsed, one_of
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,16 @@ class Single:
 
         label, _conf, error = parse_text(raw, self.labels)
         return Parsed(label, error)
+
+    def check(self, value: Any, text: str) -> str | None:
+        # parse does not call it: label.parse.parse_text only ever returns a label of the set (its speed kept)
+        return None if value in self.labels else f"label {str(value)[:60]!r} is not one of: {one_of(self.labels)}"
+
+    def calibration_group(self, element: str) -> str:
+        return element
+
+    def calibration_groups(self) -> tuple[str, ...]:
+        return tuple(f"label {lab}" for lab in self.labels)
 
     def encode(self, value: Any) -> str | None:
         return None if value is None else str(value)

@@ -4,7 +4,10 @@ The model answers JSON, `{"spans": [{"text": "Ada Lovelace", "type": "PER"}, ...
 `{"start", "end", "type"}` answer is read too). A quoted span is aligned to character offsets in the item
 text: first an exact match, then one tolerant of whitespace and case; repeated quotes of one string take its
 successive occurrences. A quote that cannot be found is dropped and counted (`Parsed.dropped`), never
-invented. Offsets are Python string indices into the original text — code points, `text[start:end]` is the
+invented; so is, where the task forbids overlap, a quote found only inside another span of the answer ("York"
+LOC beside "New York" LOC in "New York"), while spans the answer states by offsets are kept as stated and an
+overlap among them is an error. `Spans.check` words every rule an annotation must meet (the review import
+uses it too). Offsets are Python string indices into the original text — code points, `text[start:end]` is the
 span — whatever its line endings or non-ASCII characters; `utf16_offsets` converts them for tools that count
 UTF-16 code units (browsers, Label Studio).
 
@@ -23,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from labeler.tasktypes import Parsed
+from labeler.tasktypes import Parsed, one_of
 
 _OBJ = re.compile(r"\{.*\}", re.DOTALL)
 
@@ -67,29 +70,42 @@ def _whole(text: str, at: tuple[int, int]) -> bool:
         b < len(text) and text[b].isalnum() and text[b - 1].isalnum())
 
 
-def _find(text: str, quote: str, taken: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
-    """The occurrence of `quote` to place: one that overlaps no span placed yet, whole words first; else
-    (the quote occurs only inside placed spans) one not placed already, which the overlap check then judges."""
+def _find(text: str, quote: str, taken: Sequence[tuple[int, int]], *, drop_inside: bool) -> tuple[int, int] | None:
+    """The occurrence of `quote` to place: one that overlaps no span placed yet, whole words first; else one
+    not placed already, which the overlap check then judges, leaving out with `drop_inside` the occurrences
+    that lie inside a placed span (a quote found only there is not placed at all)."""
     found = [at for at in _occurrences(text, quote) if at not in taken]
     free = [at for at in found if all(at[1] <= s or at[0] >= e for s, e in taken)]
+    if drop_inside:
+        found = [at for at in found if not any(s <= at[0] and at[1] <= e for s, e in taken)]
     for group in (free, found):
         if group:
             return next((at for at in group if _whole(text, at)), group[0])
     return None
 
 
-def align(text: str, quoted: Sequence[tuple[str, str]]) -> tuple[tuple[Span, ...], int]:
-    """Quoted (span text, type) pairs -> spans at their offsets in `text`, and how many were not found.
+def align(
+    text: str,
+    quoted: Sequence[tuple[str, str]],
+    *,
+    taken: Sequence[tuple[int, int]] = (),
+    drop_inside: bool = False,
+) -> tuple[tuple[Span, ...], int]:
+    """Quoted (span text, type) pairs -> spans at their offsets in `text`, and how many were not placed.
     Longer quotes are placed first, so a name inside a longer one ('Milan' in 'AC Milan') takes another
-    occurrence instead of the longer name's; repeated quotes of one string take successive occurrences."""
-    taken: list[tuple[int, int]] = []
+    occurrence instead of the longer name's; repeated quotes of one string take successive occurrences.
+    `taken`: (start, end) of spans placed already (stated by offsets). With `drop_inside`, a quote that occurs
+    only inside spans placed already is not placed but counted ('York' of 'New York' when the task forbids
+    overlap); without, it is placed there, for the overlap check to judge (as is, always, a quote whose only
+    free occurrence crosses a placed span's edge: a genuine overlap)."""
+    placed: list[tuple[int, int]] = list(taken)
     spans, dropped = [], 0
     for quote, kind in sorted(quoted, key=lambda qk: -len(qk[0].strip())):
-        at = _find(text, quote, taken)
+        at = _find(text, quote, placed, drop_inside=drop_inside)
         if at is None:
             dropped += 1
             continue
-        taken.append(at)
+        placed.append(at)
         spans.append(Span(at[0], at[1], kind, text[at[0] : at[1]]))
     return tuple(sorted(spans)), dropped
 
@@ -126,7 +142,39 @@ class Spans:
             'str ::= "\\"" ([^"\\\\\\x00-\\x1f] | "\\\\" ["\\\\/bfnrt])* "\\""\n'
         )
 
+    def canonical_type(self, name: Any) -> str:
+        """An entity type as the set spells it (matched case-insensitively); one outside it stays as given."""
+        given = str(name if name is not None else "")
+        return next((t for t in self.types if t.lower() == given.strip().lower()), given)
+
+    def check(self, value: Any, text: str) -> str | None:
+        spans: Sequence[Span] = value
+        seen: set[Span] = set()
+        for s in spans:
+            if s.type not in self.types:
+                return f"span type {s.type[:40]!r} is not one of: {one_of(self.types)}"
+            if any(isinstance(x, bool) or not isinstance(x, int) for x in (s.start, s.end)):
+                return f"span offsets {s.start!r}-{s.end!r} are not whole numbers"
+            if not 0 <= s.start < s.end <= len(text):
+                return f"span {s.start}-{s.end} lies outside the text (0-{len(text)})"
+            here = text[s.start : s.end]
+            if s.text and s.text != here:
+                return f"span {s.start}-{s.end} quotes {s.text[:40]!r} but the text there is {here[:40]!r}"
+            key = Span(s.start, s.end, s.type)
+            if key in seen:
+                return f"span {s.start}-{s.end} {s.type} {here[:30]!r} is named twice; give each span once"
+            seen.add(key)
+        clash = None if self.allow_overlap else overlapping(spans)
+        if clash:
+            a, b = clash
+            return (f"spans {a.start}-{a.end} {text[a.start : a.end][:30]!r} and {b.start}-{b.end} "
+                    f"{text[b.start : b.end][:30]!r} overlap; the task forbids overlapping spans (task.allow_overlap)")
+        return None
+
     def parse(self, raw: str, text: str) -> Parsed:
+        """Spans stated by offsets are kept as stated (one stated twice counts once) and checked; quoted ones
+        are aligned around them, and where the task forbids overlap a quote found only inside another span is
+        dropped and counted rather than failing the answer."""
         m = _OBJ.search(raw)
         try:
             obj = json.loads(m.group(0)) if m else None
@@ -135,28 +183,40 @@ class Spans:
         items = obj.get("spans") if isinstance(obj, dict) else None
         if not isinstance(items, list) or not all(isinstance(s, dict) for s in items):
             return Parsed(None, "answer is not a JSON object with a spans list")
-        lower = {t.lower(): t for t in self.types}
         quoted: list[tuple[str, str]] = []
-        placed: list[Span] = []
+        placed: dict[Span, None] = {}
         for s in items:
-            kind = lower.get(str(s.get("type", "")).lower())
-            if kind is None:
-                return Parsed(None, f"span type {str(s.get('type'))[:40]!r} is not one of {', '.join(self.types)}")
+            kind = self.canonical_type(s.get("type"))
             if "start" in s and "end" in s:
                 start, end = s["start"], s["end"]
-                if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
-                    return Parsed(None, f"span {start!r}-{end!r} lies outside the text (0-{len(text)})")
-                placed.append(Span(start, end, kind, text[start:end]))
+                if any(isinstance(x, bool) or not isinstance(x, int) for x in (start, end)):
+                    return Parsed(None, self.check([Span(start, end, kind)], text))
+                placed[Span(start, end, kind, text[start:end] if 0 <= start < end else "")] = None
+            elif kind not in self.types:
+                return Parsed(None, self.check([Span(0, 0, kind)], text))
             else:
                 quoted.append((str(s.get("text", "")), kind))
-        aligned, dropped = align(text, quoted)
-        spans = tuple(sorted({*placed, *aligned}))
-        clash = None if self.allow_overlap else overlapping(spans)
-        if clash:
-            a, b = clash
-            return Parsed(None, f"spans {a.text[:30]!r} and {b.text[:30]!r} overlap; the task forbids overlapping "
-                                "spans", dropped)
-        return Parsed(spans, None, dropped)
+        stated = list(placed)
+        error = self.check(stated, text)
+        if error:
+            return Parsed(None, error)
+        aligned, dropped = align(text, quoted, taken=[(s.start, s.end) for s in stated],
+                                 drop_inside=not self.allow_overlap)
+        spans = tuple(sorted({*stated, *aligned}))
+        error = self.check(spans, text)
+        return Parsed(None, error, dropped) if error else Parsed(spans, None, dropped)
+
+    def calibration_group(self, element: str) -> str:
+        """'span 4-12 PER 'Lovelace'' -> 'type PER' (the longest type the element names, as types may hold spaces)."""
+        head, _, rest = element.partition(" ")
+        _, _, rest = rest.partition(" ")
+        if head != "span":
+            return element
+        found = [t for t in self.types if rest.startswith(t + " ")]
+        return f"type {max(found, key=len)}" if found else element
+
+    def calibration_groups(self) -> tuple[str, ...]:
+        return tuple(f"type {t}" for t in self.types)
 
     def encode(self, value: Any) -> str | None:
         if value is None:

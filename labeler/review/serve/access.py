@@ -222,7 +222,7 @@ class Desk:
             raw = json.dumps({"spans": marked})
         parsed = self.kind.parse(raw, item.text)
         if parsed.error is not None:
-            raise ReviewError(f"page answer of {reviewer}: {parsed.error} ({', '.join(self.labels)})")
+            raise ReviewError(f"page answer of {reviewer}: {parsed.error}")  # the error lists the set itself
         review = Review(item_id, reviewer, str(self.kind.encode(parsed.value)), None, note, SOURCE)
         return self.tables.serve_answer(nonce, review, gold=item.gold is not None)
 
