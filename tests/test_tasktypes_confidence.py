@@ -62,6 +62,8 @@ def test_routing_reasons_name_the_doubtful_elements_least_sure_first() -> None:
     split = Candidate("j", "[]", vote_share=0.5, divergence=0.5, elements={EMPTY: 0.9}, disputed=("label tech",))
     assert reasons_for(split, rules) == ("disagreement: members differ on label tech",)
     assert [reason_code(r) for r in reasons_for(c, rules)] == ["low_confidence"]
+    quotes = Candidate("q", "[]", elements={EMPTY: 1.0}, dropped=2)  # sure of what it kept, but it lost two quotes
+    assert reasons_for(quotes, rules) == ("dropped_spans: 2 quoted spans not placed",)
     # single-label candidates keep their bare reasons
     assert reasons_for(Candidate("k", "sport", confidence=0.5, vote_share=0.5), rules) == (
         "low_confidence", "disagreement")

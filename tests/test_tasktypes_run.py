@@ -252,8 +252,9 @@ async def test_span_run_aligns_drops_scores_routes_and_exports(scripted: Any, tm
         store.close()
 
     route_run(run_dir)
-    assert queue_reasons(run_dir) == {
-        "s1": ("low_confidence: span 14-17 PER 'Ada' 0.40",), "s3": ("failed",)}
+    assert queue_reasons(run_dir) == {  # a dropped quote makes the rest of the answer doubtful too
+        "s1": ("low_confidence: span 14-17 PER 'Ada' 0.40", "dropped_spans: 1 quoted span not placed"),
+        "s2": ("dropped_spans: 1 quoted span not placed",), "s3": ("failed",)}
 
     export_run(run_dir, tmp_path / "out.parquet")
     table = pq.read_table(tmp_path / "out.parquet")

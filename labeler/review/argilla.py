@@ -33,7 +33,8 @@ from labeler.store.rows import QueueEntry
 from labeler.tasktypes import TaskType
 
 AGENT_PATTERN = r"^[a-zA-Z0-9-_:\.\/\s]*[a-zA-Z0-9][a-zA-Z0-9-_:\.\/\s]*$"  # argilla-server 2.8 AGENT_REGEX
-ROUTING_REASONS = ("failed", "low_confidence", "disagreement", "active_learning", "audit")  # router.REASONS
+ROUTING_REASONS = (  # router.REASONS
+    "failed", "low_confidence", "disagreement", "dropped_spans", "active_learning", "audit")
 
 
 def suggestion_agent(run_id: str, model: str) -> str:

@@ -3,6 +3,8 @@
     failed          no usable label from the model: a human must label it
     low_confidence  confidence < threshold
     disagreement    ensemble vote share < min_vote_share or divergence > max_divergence (when present)
+    dropped_spans   (spans) the answer quoted spans the aligner could not place — not in the text, or only
+                    inside another span where the task forbids overlap — so what it kept may be wrong too
 
 For a task type scored element by element (multi_label, spans) a candidate carries its element confidences
 (labeler.confidence.elements) and the reasons name the doubtful elements, least confident first:
@@ -10,6 +12,7 @@ For a task type scored element by element (multi_label, spans) a candidate carri
     low_confidence: label sport 0.40, label tech 0.55
     low_confidence: span 12-17 PER 'Alice' 0.33
     disagreement: members differ on label sport
+    dropped_spans: 2 quoted spans not placed
 
 The code before the colon is the reason (`reason_code`); single-label reasons are the bare codes, as ever.
 """
@@ -40,6 +43,7 @@ class Candidate:
     elements: Mapping[str, float] | None = None
     disputed: tuple[str, ...] = ()
     group: str | None = None
+    dropped: int = 0  # quoted spans the members' answers held that were not placed (labeler.tasktypes.spans)
 
     @property
     def stratum(self) -> str:
@@ -74,6 +78,8 @@ def reasons_for(c: Candidate, rules: Rules) -> tuple[str, ...]:
         c.divergence is not None and c.divergence > rules.max_divergence
     ):
         out.append("disagreement: members differ on " + ", ".join(c.disputed) if c.disputed else "disagreement")
+    if c.dropped:
+        out.append(f"dropped_spans: {c.dropped} quoted span{'s' if c.dropped > 1 else ''} not placed")
     return tuple(out)
 
 
@@ -125,4 +131,5 @@ def candidate_from_record(rec: ItemRecord, kind: TaskType | None = None) -> Cand
         elements=elements,
         disputed=tuple(disputed(votes, kind)),
         group=None if value is None else _group(len(kind.elements(value))),
+        dropped=sum(r.dropped for r in rec.members.values() if r.status == "labeled"),
     )

@@ -6,6 +6,7 @@ Reasons an item is routed (an item carries every reason that applies):
                     ran, else the ensemble's confidence (with several members), else the member's; for
                     multi_label and spans, any element below it, named in the reason (labeler.review.candidates)
     disagreement    ensemble vote share < min_vote_share or divergence > max_divergence (when present)
+    dropped_spans   spans: the answer quoted spans that could not be placed (labeler.review.candidates)
     active_learning picked by a query strategy from a student classifier, when one is asked for (below);
                     never an audit item
     audit           a seeded random sample of audit_fraction of ALL labeled items, confident ones
@@ -56,7 +57,8 @@ from labeler.store import RunStore
 from labeler.store.rows import QueueEntry, Stratum
 from labeler.tasktypes.registry import for_task
 
-REASONS = ("failed", "low_confidence", "disagreement", "active_learning", "audit")  # canonical order in an item
+# canonical order in an item
+REASONS = ("failed", "low_confidence", "disagreement", "dropped_spans", "active_learning", "audit")
 ACTIVE = "active_learning"
 
 
