@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from live_runs import labeler, ls_login
+from live_runs import labeler, ls_tasks, ls_users
 from tasktype_runs import make_task_run
-from test_review_live_labelstudio import ADMIN, ADMIN_PW, Server, api, server
+from test_review_live_labelstudio import Server, api, server
 from test_review_tasktypes import _with_element_confidences
 
 pytestmark = pytest.mark.labelstudio
@@ -21,7 +21,7 @@ __all__ = ["server"]
 @pytest.fixture(scope="module")
 def token(server: Server) -> str:
     """The admin's personal access token (Label Studio makes one per user: a second POST is a 409)."""
-    return ls_login(server.url, ADMIN, ADMIN_PW)
+    return ls_users(server).admin_token
 
 
 @pytest.mark.parametrize("task_type", ["multi_label", "spans"])
@@ -36,9 +36,8 @@ def test_pushed_predictions_keep_element_scores(
     code, out = labeler("review", "push", str(run.run_dir), "--tool", "labelstudio")
     assert code == 0, out
     alice = api(server.url, token)
-    project = alice.get("/api/projects", params={"title": f"news review {run_id}"}).json()["results"][0]
-    body = alice.get("/api/tasks", params={"project": project["id"], "page_size": 100, "fields": "all"}).json()
-    item_of = {t["id"]: t["data"]["item_id"] for t in body["tasks"]}
+    project, tasks = ls_tasks(alice, f"news review {run_id}")
+    item_of = {t: i for i, t in tasks.items()}
     checked = 0
     for p in alice.get("/api/predictions/", params={"project": project["id"]}).json():
         item = item_of[p["task"]]

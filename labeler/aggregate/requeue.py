@@ -6,7 +6,9 @@ candidates are the items with at least one answer, not adjudicated, whose consen
 `more_reviews` (an item already queued keeps its reasons, its audit flag and its inclusion probability;
 the audit is not redrawn); the rest of the queue follows in its order. The terminal review shows a reviewer
 only the items they have not answered. `labeler review push` sends a tool only the items its project does
-not have yet: for items already in a Label Studio or Argilla project, raise their overlap there.
+not have yet; for those it has, a push to Label Studio raises each task's overlap by one, and a push to
+Argilla says in one line that it cannot (argilla-server counts one min_submitted for every record of a
+dataset: labeler.review.live_sync.argilla_more_reviews).
 """
 
 from __future__ import annotations

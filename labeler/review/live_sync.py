@@ -129,6 +129,18 @@ def raise_overlap(client: Any, project_id: int, entries: Sequence[QueueEntry], *
     return out
 
 
+def argilla_more_reviews(n: int, dataset: str, run_dir: Path) -> str:
+    """The one line for `more_reviews` items an Argilla dataset already has: argilla-server counts one
+    number of submissions for every record of a dataset (TaskDistribution min_submitted; a record is
+    completed at that many) and keeps none per record, so a push cannot ask one record for another."""
+    return (
+        f"Argilla asks every record of a dataset for the same number of reviewers (min_submitted), not one "
+        f"record for more: the {n} item(s) routed for more reviews that dataset {dataset!r} already has get "
+        f"no further reviewer there; review them with `labeler review tui {run_dir}` or `labeler review serve "
+        f"{run_dir}` (a reviewer sees only the items they have not answered)"
+    )
+
+
 def push_run(
     run_dir: Path,
     *,
@@ -206,10 +218,7 @@ def push_run(
             entry0 = _meta(store, tool)["projects"].get(_pkey(base, pid), {})
             n_more = sum(MORE_REVIEWS in e.reasons and e.item_id in set(entry0.get("pushed", [])) for e in entries)
             if n_more:
-                warnings.append(
-                    f"Argilla sets reviewers per dataset, not per record: for the {n_more} items routed for "
-                    "more reviews that the dataset already has, raise its distribution (min_submitted) in Argilla"
-                )
+                warnings.append(argilla_more_reviews(n_more, pid, run_dir))
         meta = _meta(store, tool)
         pkey = _pkey(base, pid)
         entry = meta["projects"].setdefault(pkey, {"seen": {}, "users": {}, "pushed": [], "gold": []})
