@@ -25,6 +25,7 @@ from labeler.confidence.correct import active_correction, correct_rows
 from labeler.confidence.elements import combine_elements
 from labeler.confidence.ensemble import MemberView, combine_item
 from labeler.confidence.per_label import ELEMENT, apply_elements, element_data, element_names, fit_elements
+from labeler.confidence.thresholds import THRESHOLDS, threshold_rows
 from labeler.config import CONFIDENCE_METHODS, TaskConfig
 from labeler.errors import CalibrationError
 from labeler.humans import read_humans
@@ -76,8 +77,11 @@ def combine_run(store: RunStore, task: TaskConfig) -> int:
     correction (labeler.confidence.correct: distribution and label corrected, the raw label kept), then
     re-apply the stored ensemble calibrator, if any. Returns the row count."""
     signature = store.results_signature()
-    if task.kind.elementwise:  # no bias correction; the element calibrators of a multi-label run re-applied
-        n = store.put_combined(_element_rows(store, task), signature=signature)
+    if task.kind.elementwise:  # the tuned element thresholds, if any; the element calibrators re-applied
+        stored_th = store.correction()
+        th = stored_th.offsets if stored_th is not None and stored_th.kind == THRESHOLDS else None
+        rows = threshold_rows(_element_rows(store, task), th, for_task(task), min_keep=task.kind.min_labels)
+        n = store.put_combined(rows, signature=signature)
         if task.kind.type == "multi_label":
             apply_elements(store, task)
         return n

@@ -33,10 +33,10 @@ from labeler.errors import TuneError
 from labeler.label import pipeline
 from labeler.record import records
 from labeler.store import RunStore
-from labeler.store.tune_tables import TunedThreshold
+from labeler.store.tune_tables import StoredCorrection, TunedThreshold
 from labeler.tune.calibration import stored as stored_calibrator
 from labeler.tune.routing import audit_accuracy_above, budget_table
-from labeler.tune.run import shown, single_label_only
+from labeler.tune.run import shown
 
 TARGETS = (0.85, 0.9, 0.95, 0.98)
 
@@ -78,7 +78,6 @@ def relabel_run(
         raise TuneError(f"--target-accuracy must be a share of items in (0, 1], e.g. 0.95; got {target_accuracy}")
     old = RunStore.open(run_dir)
     try:
-        single_label_only(old.task(), "labeler relabel", run_dir)
         tuning = old.tuning()
         if tuning is None or not Path(tuning["tuned_toml"]).exists():
             raise TuneError(f"{run_dir.name} has no tuning; run `labeler tune {run_dir}` first")
@@ -107,6 +106,8 @@ def relabel_run(
             store.write_queue(queue, strata, seed=seed)
         store.set_meta("relabeled_from", str(run_dir))
         store.set_meta("tuning_digest", digest)
+        if tuning.get("task_type") in ("multi_label", "spans"):  # the element thresholds live in the tuning
+            store.put_correction(StoredCorrection.from_dict(tuning["correction"]))
         cal = tuning.get("calibrator")
         if cal is not None:  # fitted on the corrected out-of-fold predictions (labeler.tune.calibration)
             store.put_calibrator(stored_calibrator(cal, tuning["items"]["n"]))
