@@ -118,7 +118,8 @@ def fit_thresholds(
         for c in th:
             mine = c_arr == c
             u = np.unique(v_arr[mine])
-            options = [0.0, *((u[:-1] + u[1:]) / 2).tolist(), float(u[-1]) + 1e-6]
+            top = (float(u[-1]) + 1.0) / 2 if u[-1] < 1.0 else float(u[-1]) + 1e-6  # drops every element of c
+            options = [0.0, *((u[:-1] + u[1:]) / 2).tolist(), top]
             others = np.ones(len(v_arr), dtype=bool)
             for d, t in th.items():
                 if d != c:

@@ -34,9 +34,11 @@ from labeler.label import pipeline
 from labeler.record import records
 from labeler.store import RunStore
 from labeler.store.tune_tables import StoredCorrection, TunedThreshold
+from labeler.tasktypes.registry import for_task
 from labeler.tune.calibration import stored as stored_calibrator
 from labeler.tune.routing import audit_accuracy_above, budget_table
 from labeler.tune.run import shown
+from labeler.tune.tasktype_run import decode_human
 
 TARGETS = (0.85, 0.9, 0.95, 0.98)
 
@@ -152,14 +154,26 @@ def routing_report(store: RunStore, tuning_ids: set[str], targets: Sequence[floa
     audit = {e.item_id: e.inclusion_prob or 1.0 for e in store.queue() if e.audit}
     from labeler.humans import read_humans
 
-    humans = read_humans(store, store.task().label_names)
+    task = store.task()
+    humans = read_humans(store, task.label_names)
+    kind = for_task(task)
+    texts = {r.id: r.text for r in store.item_rows()} if task.kind.elementwise else {}
+
+    def truth_of(item_id: str) -> str | None:
+        """The human label as the records keep labels (an annotation encoded as the run stores it)."""
+        raw = humans.label(item_id)
+        if raw is None or not task.kind.elementwise:
+            return raw
+        value = decode_human(kind, raw, texts.get(item_id, ""))
+        return None if value is None else kind.encode(value)
+
     conf, a_conf, a_ok, a_w = [], [], [], []
     for rec in records(store):
         c = rec.calibrated_confidence if rec.calibrated_confidence is not None else rec.confidence
         if rec.label is None or c is None or rec.id in tuning_ids:
             continue
         conf.append(c)
-        truth = humans.label(rec.id)
+        truth = truth_of(rec.id)
         if rec.id in audit and truth is not None:
             a_conf.append(c)
             a_ok.append(float(truth == rec.label))

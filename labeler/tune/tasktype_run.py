@@ -62,7 +62,9 @@ class ElementTuningSet:
     audit_left_out: int
 
 
-def _decode(kind: TaskType, stored: str, text: str) -> object | None:
+def decode_human(kind: TaskType, stored: str, text: str) -> object | None:
+    """A human annotation as the store or the gold column holds it (encoded, or `a; b`), decoded; None when
+    it cannot be read."""
     try:
         return kind.decode(stored)
     except ValueError:
@@ -85,7 +87,7 @@ def tuning_set(
         verdicts = read_humans(store, task.label_names).verdicts
         raw = {i: v.label for i, v in verdicts.items() if v.label is not None}
         source = "the run's reviews and gold column"
-    human = {i: _decode(kind, lab, all_texts[i]) for i, lab in raw.items() if i in all_texts}
+    human = {i: decode_human(kind, lab, all_texts[i]) for i, lab in raw.items() if i in all_texts}
     ids = [i for i, v in human.items() if v is not None and i not in audit]
     if len(ids) > max_labels:
         ids = sorted(random.Random(seed).sample(sorted(ids), max_labels))
@@ -234,8 +236,8 @@ def _recalibrate(store: RunStore, task: TaskConfig) -> str | None:
         if needs_combine(store):
             combine_run(store, task)
         reports = calibrate_run(store, task)
-    except CalibrationError as exc:
-        return f"per-label calibration skipped: {exc}"
+    except (CalibrationError, ValueError) as exc:  # ValueError: a human annotation calibrate cannot read
+        return f"per-label calibration skipped: {exc}; run `labeler calibrate` when it can"
     fitted = [r.method for r in reports if r.skipped is None]
     return f"per-label calibration refitted after the thresholds: {len(fitted)} of {len(reports)} elements"
 
