@@ -128,7 +128,8 @@ def test_tune_relabel_and_eval_a_multi_label_run(
     assert sum(spurious) > 10
     capsys.readouterr()
     assert main(["eval", str(new)]) == 0
-    assert "micro" in capsys.readouterr().out.lower()
+    shown_eval = capsys.readouterr().out.lower()
+    assert "micro f1 = 1.00" in shown_eval and "hamming loss 0.000" in shown_eval  # the multi-label report
 
 
 def test_the_run_own_prompt_is_thresholded_in_place(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,3 +144,66 @@ def test_the_run_own_prompt_is_thresholded_in_place(run_dir: Path, capsys: pytes
     finally:
         store.close()
     assert "applied to it in place" in capsys.readouterr().out
+
+
+TYPES = ("PER", "LOC")
+
+
+def span_backend() -> FakeBackend:
+    """Spans: the careful prompt finds Ada, Bob and Paris; the plain one misses Bob in 3 of 5 items; both mark
+    'day' as a LOC in 2 of 5 items, in one sample of five."""
+    rng = np.random.default_rng(1)
+    misses, spurious = rng.random(N) < 0.6, rng.random(N) < 0.4
+
+    def answer(request: Request) -> object:
+        n = item_number(request) - 1
+        careful = any(CAREFUL in m.content for m in request.messages)
+        spans = [{"text": "Ada", "type": "PER"}, {"text": "Paris", "type": "LOC"}]
+        if careful or not misses[n]:
+            spans.append({"text": "Bob", "type": "PER"})
+        with_day = json.dumps({"spans": [*spans, {"text": "day", "type": "LOC"}] if spurious[n] else spans})
+        plain = json.dumps({"spans": spans})
+        return [with_day, *[plain] * (request.n - 1)] if request.n > 1 else with_day
+
+    return FakeBackend(answer)  # type: ignore[arg-type]
+
+
+def test_tune_and_relabel_a_span_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    rows, truth = [], {}
+    for n in range(1, N + 1):
+        text = f"item {n}: Ada met Bob in Paris on day {n}."
+        gold = [{"start": text.index(q), "end": text.index(q) + len(q), "type": k}
+                for q, k in (("Ada", "PER"), ("Bob", "PER"), ("Paris", "LOC"))]
+        rows.append({"id": f"s{n:03d}", "text": text, "gold": json.dumps(gold)})
+        truth[f"s{n:03d}"] = {(g["start"], g["end"], g["type"]) for g in gold}
+    write_csv(tmp_path / "items.csv", rows)
+    config = write_task(
+        tmp_path, labels=TYPES, template=TEMPLATE, task={"type": "spans", "instructions": "Mark the names."},
+        sections={"retry": FAST_RETRY, "input": {"gold_column": "gold"},
+                  "confidence": {"methods": ["consistency"], "samples": 5}, "tune": {"strategies": ["fixed"]}},
+    )
+    config.write_text(config.read_text(encoding="utf-8") + f'\n[[variants]]\nname = "plain"\n\n[[variants]]\n'
+                      f'name = "careful"\ninstructions = "{CAREFUL}"\n', encoding="utf-8")
+    _patch_backends(monkeypatch, lambda name: span_backend())
+    run_dir = tmp_path / "runs" / "spans"
+    assert main(["run", str(config), "--run-dir", str(run_dir), "--quiet"]) == 0
+    route_run(run_dir, audit_fraction=0.2, max_items=20)
+    capsys.readouterr()
+    assert main(["tune", str(run_dir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "exact-match span micro-F1" in out and "partial f1 micro" in out
+    store = RunStore.open(run_dir)
+    report = store.tuning()
+    store.close()
+    assert report is not None and report["chosen"]["candidate"] == "careful/fixed"
+    assert report["chosen"]["correction"] == "thresholds" and set(report["chosen"]["thresholds"]) == {"LOC"}
+    assert report["chosen"]["score"] == 1.0 and report["nested"]["score"] == 1.0
+    assert main(["relabel", str(run_dir), "--quiet"]) == 0
+    store = RunStore.open(run_dir.parent / "spans-tuned")
+    try:
+        got = {r.id: {(s["start"], s["end"], s["type"]) for s in json.loads(r.label)} for r in records(store)
+               if r.label is not None}
+    finally:
+        store.close()
+    assert got == truth  # every Bob found, every 'day' LOC below its threshold dropped
