@@ -77,7 +77,8 @@ def register(sub: Any) -> None:
         description="Label the human-labelled items (reviews, the gold column or --dev; never the random "
         "audit) under every prompt variant x few-shot strategy, fit the bias correction inside "
         "cross-validation folds, score each by held-out macro-F1 with bootstrap intervals, keep the best: "
-        "stored in the run and written to RUN_DIR/tuned.toml.",
+        "stored in the run and written to RUN_DIR/tuned.toml. Multi-label and span runs: scored by micro-F1 "
+        "(labels; exact spans), the correction a per-label (per-type) minimum element confidence.",
     )
     sp.add_argument("run_dir", type=Path)
     sp.add_argument("--dev", type=Path, help="human labels to tune on (CSV/JSONL with id,label) instead of the run's")

@@ -75,7 +75,8 @@ def needs_combine(store: RunStore) -> bool:
 def combine_run(store: RunStore, task: TaskConfig) -> int:
     """Rewrite the combined rows from the results (one per item that has results), apply the run's bias
     correction (labeler.confidence.correct: distribution and label corrected, the raw label kept), then
-    re-apply the stored ensemble calibrator, if any. Returns the row count."""
+    re-apply the stored ensemble calibrator, if any. A multi-label or span run gets its tuned element
+    thresholds instead (labeler.confidence.thresholds), then its element calibrators. Returns the row count."""
     signature = store.results_signature()
     if task.kind.elementwise:  # the tuned element thresholds, if any; the element calibrators re-applied
         stored_th = store.correction()

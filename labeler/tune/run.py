@@ -12,6 +12,9 @@
        all of it stored in the run (table tunings), and the tuned task written to RUN_DIR/tuned.toml
        (with its examples in RUN_DIR/tuned_examples.jsonl)
 
+A multi-label or span run is tuned by labeler.tune.tasktype_run: its task type's micro-F1 scores the
+candidates, and its "correction" is a per-class minimum element confidence.
+
 When the chosen candidate sends exactly the prompts the run was labeled with, the correction is applied
 to the run in place (stored, named in the manifest, applied by every combine). Otherwise
 `labeler relabel RUN_DIR` (labeler.tune.relabel) labels the corpus under it, paying only for prompts
