@@ -207,3 +207,24 @@ def test_tune_and_relabel_a_span_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     finally:
         store.close()
     assert got == truth  # every Bob found, every 'day' LOC below its threshold dropped
+
+
+def test_tune_a_multi_label_run_on_a_dev_file(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth, _, _ = world()
+    store = RunStore.open(run_dir)
+    audit = {e.item_id for e in store.queue() if e.audit}
+    store.close()
+    ids = [f"d{n:03d}" for n in range(1, 41)]
+    dev = write_csv(tmp_path / "dev.csv", [{"id": i, "label": "; ".join(truth[int(i[1:]) - 1])} for i in ids])
+    assert main(["tune", str(run_dir), "--quiet", "--dev", str(dev)]) == 0
+    store = RunStore.open(run_dir)
+    report = store.tuning()
+    store.close()
+    assert report is not None and report["items"]["source"] == "the --dev file"
+    assert sorted(report["oof"]["ids"]) == sorted(set(ids) - audit)  # the dev items, never the audit's
+    bad = write_csv(tmp_path / "bad.csv", [{"id": i, "label": "weather"} for i in ids])  # no label of the set
+    assert main(["tune", str(run_dir), "--quiet", "--dev", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "40 labels are no annotation of this task (e.g. 'weather')" in err and "separated by ';'" in err

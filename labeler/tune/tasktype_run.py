@@ -92,8 +92,14 @@ def tuning_set(
     if len(ids) > max_labels:
         ids = sorted(random.Random(seed).sample(sorted(ids), max_labels))
     if len(ids) < MIN_ITEMS:
+        unread = sum(v is None for v in human.values())
         fix = ("the dev items must be part of the run's corpus (its input file, same ids)" if dev is not None
                else "review more items, or pass --dev FILE (columns id, label)")
+        if unread:
+            first = next(raw[i] for i, v in human.items() if v is None)
+            form = ("label names separated by ';' or a JSON list" if kind.name == "multi_label"
+                    else "a JSON list of start/end/type objects")
+            fix = f"{unread} labels are no annotation of this task (e.g. {first[:40]!r}): write them as {form}"
         raise TuneError(f"need at least {MIN_ITEMS} human-annotated items outside the random audit to tune "
                         f"(have {len(ids)}); {fix}")
     return ElementTuningSet(tuple(ids), tuple(human[i] for i in ids), tuple(all_texts[i] for i in ids), source,
