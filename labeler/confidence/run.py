@@ -25,12 +25,12 @@ from labeler.confidence.correct import active_correction, correct_rows
 from labeler.confidence.elements import combine_elements
 from labeler.confidence.ensemble import MemberView, combine_item
 from labeler.confidence.per_label import ELEMENT, apply_elements, element_data, element_names, fit_elements
-from labeler.confidence.thresholds import THRESHOLDS, threshold_rows
 from labeler.config import CONFIDENCE_METHODS, TaskConfig
 from labeler.errors import CalibrationError
 from labeler.humans import read_humans
 from labeler.store import RunStore
 from labeler.store.rows import CombinedRow, StoredCalibrator
+from labeler.tasktypes import TaskType
 from labeler.tasktypes.registry import for_task
 
 if TYPE_CHECKING:  # numpy, scipy and scikit-learn load only when a calibrator is fitted or applied
@@ -56,8 +56,17 @@ def _combined_rows(store: RunStore, task: TaskConfig) -> Iterator[CombinedRow]:
 
 
 def _element_rows(store: RunStore, task: TaskConfig) -> Iterator[CombinedRow]:
-    """Combined rows of a task type scored element by element (labeler.confidence.elements)."""
+    """Combined rows of a task type scored element by element (labeler.confidence.elements), with the element
+    thresholds `labeler tune` stored in the run applied (labeler.confidence.thresholds), if any."""
+    from labeler.confidence.thresholds import THRESHOLDS, threshold_rows
+
     kind = for_task(task)
+    stored = store.correction()
+    th = stored.offsets if stored is not None and stored.kind == THRESHOLDS else None
+    return threshold_rows(_member_rows(store, task, kind), th, kind, min_keep=task.kind.min_labels)
+
+
+def _member_rows(store: RunStore, task: TaskConfig, kind: TaskType) -> Iterator[CombinedRow]:
     for rows in store.item_rows():
         members: dict[str, tuple[Any, Mapping[str, float] | None] | None] = {}
         for name, r in rows.results.items():
@@ -75,14 +84,10 @@ def needs_combine(store: RunStore) -> bool:
 def combine_run(store: RunStore, task: TaskConfig) -> int:
     """Rewrite the combined rows from the results (one per item that has results), apply the run's bias
     correction (labeler.confidence.correct: distribution and label corrected, the raw label kept), then
-    re-apply the stored ensemble calibrator, if any. A multi-label or span run gets its tuned element
-    thresholds instead (labeler.confidence.thresholds), then its element calibrators. Returns the row count."""
+    re-apply the stored ensemble calibrator, if any. Returns the row count."""
     signature = store.results_signature()
-    if task.kind.elementwise:  # the tuned element thresholds, if any; the element calibrators re-applied
-        stored_th = store.correction()
-        th = stored_th.offsets if stored_th is not None and stored_th.kind == THRESHOLDS else None
-        rows = threshold_rows(_element_rows(store, task), th, for_task(task), min_keep=task.kind.min_labels)
-        n = store.put_combined(rows, signature=signature)
+    if task.kind.elementwise:  # no bias correction; the element calibrators of a multi-label run re-applied
+        n = store.put_combined(_element_rows(store, task), signature=signature)
         if task.kind.type == "multi_label":
             apply_elements(store, task)
         return n
