@@ -38,7 +38,7 @@ from labeler.tasktypes.registry import for_task
 from labeler.tune.calibration import stored as stored_calibrator
 from labeler.tune.routing import audit_accuracy_above, budget_table
 from labeler.tune.run import shown
-from labeler.tune.tasktype_run import decode_human
+from labeler.tune.tasktype_run import decode_human, recalibrate
 
 TARGETS = (0.85, 0.9, 0.95, 0.98)
 
@@ -114,6 +114,7 @@ def relabel_run(
         if cal is not None:  # fitted on the corrected out-of-fold predictions (labeler.tune.calibration)
             store.put_calibrator(stored_calibrator(cal, tuning["items"]["n"]))
         combine_run(store, store.task())
+        calibration = recalibrate(store, store.task())  # multi-label: per-label calibration after the thresholds
         table = tuple(targets or (task.quality.tune.target_accuracy, *TARGETS))
         first = table[0] if target_accuracy is None else target_accuracy
         routing = routing_report(store, set(tuning["oof"]["ids"]), (first, *table))
@@ -130,6 +131,7 @@ def relabel_run(
             "output_tokens": summary.output_tokens,
             "cost": summary.cost,
             "routing": routing,
+            "calibration": calibration,
         }
         store.put_tuning({**tuning, "relabel": report})
         return report
@@ -219,6 +221,8 @@ def format_relabel(report: Mapping[str, Any]) -> str:
         lines.append(
             f"{row['target']:7.2f} {th:>9s} {row['review']:5d} ({share:4.0%}) {row['expected_accuracy']:9.3f}  {audit}"
         )
+    if report.get("calibration"):
+        lines.append(report["calibration"])
     if not r["audit_items"]:
         lines.append(
             "no random-audit items: the expected accuracies are the calibrator's estimate alone, unchecked; to "

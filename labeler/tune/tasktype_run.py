@@ -199,7 +199,7 @@ def tune_elements(
     if applied:  # the run holds these prompts' answers: threshold it in place (every combine applies it)
         store.put_correction(correction)
         combine_run(store, task)
-        calibration = _recalibrate(store, task)
+        calibration = recalibrate(store, task)
     without = next(s for s in chosen.scores if s.correction == el.NONE) if el.NONE in kinds else None
     report: dict[str, Any] = {
         "task_type": task.kind.type,
@@ -232,7 +232,7 @@ def _score_row(s: el.ElementScore) -> dict[str, Any]:
             "skipped": s.skipped}
 
 
-def _recalibrate(store: RunStore, task: TaskConfig) -> str | None:
+def recalibrate(store: RunStore, task: TaskConfig) -> str | None:
     """Per-label calibration after the thresholds (multi-label; labeler.confidence.per_label), in one line."""
     if task.kind.type != "multi_label":
         return None
