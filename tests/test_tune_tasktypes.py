@@ -106,3 +106,18 @@ def test_a_span_type_over_predicted_at_low_confidence_gets_its_threshold() -> No
     th = el.fit_thresholds(preds, truth, np.arange(60), kind)
     assert set(th) == {"LOC"} and 0.4 < th["LOC"] <= 1.0
     assert el.apply(preds, np.arange(60), kind, th, 0) == truth
+
+
+def test_threshold_rows_keep_the_label_before_and_leave_untouched_rows_alone() -> None:
+    from labeler.confidence.thresholds import threshold_rows
+    from labeler.store.rows import CombinedRow
+
+    def row(item: str, label: str | None, dist: dict[str, float]) -> CombinedRow:
+        return CombinedRow(item, label, min(dist.values()) if dist else None, dist, 1.0, None, 0.0, False, {})
+
+    rows = [row("a", '["sport", "tech"]', {"label sport": 1.0, "label tech": 0.2}),
+            row("b", '["tech"]', {"label tech": 0.8}), row("c", None, {}), row("d", '["sport"]', {})]
+    out = list(threshold_rows(rows, {"tech": 0.5}, MULTI))
+    assert out[0].label == '["sport"]' and out[0].raw_label == '["sport", "tech"]' and out[0].confidence == 1.0
+    assert out[1:] == rows[1:]  # confident enough, no label, no element confidences: as they were
+    assert list(threshold_rows(rows, None, MULTI)) == rows
