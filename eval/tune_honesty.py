@@ -1,5 +1,6 @@
 """Is the tuner's score honest? Its inner score, its nested-CV (unbiased) score and the score on items no
-choice saw, side by side, on three corpora's human labels — with SIMULATED LLM answers of known bias.
+choice saw, side by side, on three corpora's human labels — with SIMULATED LLM answers of known bias; and
+the same for the multi-label tuner (per-kind thresholds on element confidence) on entity_kinds' labels.
 
 Running `labeler tune` with the embedded model on three datasets takes hours on a 2-core VM, so the
 model's answers are simulated (seeded): for an item whose human label is y, a candidate prompt's
@@ -38,6 +39,8 @@ from labeler.confidence.calibrators import CalData, from_params  # noqa: E402
 from labeler.confidence.correct import fit_offsets_for  # noqa: E402
 from labeler.confidence.reliability import ece  # noqa: E402
 from labeler.quality_config import CORRECTIONS  # noqa: E402
+from labeler.tasktypes.registry import task_type  # noqa: E402
+from labeler.tune import elements as el  # noqa: E402
 from labeler.tune.calibration import fit_after_correction  # noqa: E402
 from labeler.tune.nested import nested_score  # noqa: E402
 from labeler.tune.protocol import bootstrap_indices, choose, macro_f1_stats, score_candidate, stratified_folds  # noqa: E402
@@ -125,6 +128,69 @@ def one(name: str, labels_text: list[str], biased_label: str, dev_n: int, seed: 
     }
 
 
+# multi-label candidate: (miss rate of a true kind, rate of a spurious kind, samples naming a spurious kind)
+KIND_CANDIDATES = {"plain/fixed": (0.35, 0.35, 0.25), "examples/fixed": (0.15, 0.35, 0.25)}
+KINDS = ("person", "organization", "location", "misc")
+
+
+def read_kinds(path: Path) -> list[tuple[str, ...]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return [tuple(k for k in KINDS if k in {p.strip() for p in r["label"].split(";")}) for r in csv.DictReader(f)]
+
+
+def simulate_kinds(truth: list[tuple[str, ...]], rng: np.random.Generator, samples: int = 5) -> dict[str, el.Preds]:
+    """Per candidate, per item: a true kind is missed with its miss rate; a kind the sentence lacks is named
+    with its spurious rate; each of `samples` samples names a named true kind with probability 0.9 and a
+    spurious one with its sample rate, so the element confidence (vote share) carries signal."""
+    out = {}
+    for name, (miss, spurious, in_sample) in KIND_CANDIDATES.items():
+        values, dists = [], []
+        for t in truth:
+            chosen = [k for k in KINDS if (k in t and rng.random() >= miss) or (k not in t and rng.random() < spurious)]
+            if not chosen:
+                chosen = [t[0] if t else KINDS[0]]
+            shares = {k: float(rng.binomial(samples, 0.9 if k in t else in_sample)) / samples for k in chosen}
+            values.append(tuple(chosen))
+            dists.append({f"label {k}": v for k, v in shares.items()})
+        out[name] = el.Preds(tuple(values), tuple(dists))
+    return out
+
+
+def one_kinds(truth: list[tuple[str, ...]], dev_n: int, seed: int) -> dict[str, object]:
+    """The honesty check of the multi-label tuner (labeler.tune.elements) on entity_kinds' human labels."""
+    kind = task_type("multi_label", KINDS, min_labels=1)
+    rng = np.random.default_rng(seed)
+    answers = simulate_kinds(truth, rng)
+    order = rng.permutation(len(truth))
+    dev, unseen = order[:dev_n], order[dev_n:]
+    td, tu = [truth[i] for i in dev], [truth[i] for i in unseen]
+    sub = {c: el.Preds(tuple(p.values[i] for i in dev), tuple(p.dists[i] for i in dev)) for c, p in answers.items()}
+    folds = el.folds_for(td, n_splits=5, seed=seed)
+    boot = bootstrap_indices(len(td), n_boot=500, seed=seed)
+    scores = [s for c, p in sub.items() for s in el.score_candidate(c, p, td, kind, kinds=el.KINDS_ALL, fold_of=folds,
+                                                                     boot=boot, min_keep=1)]
+    best = el.choose(scores)
+    nest = el.nested(sub, td, kind, kinds=el.KINDS_ALL, outer=5, inner=5, n_boot=500, seed=seed, min_keep=1)
+    th = el.fit_thresholds(sub[best.candidate], td, np.arange(len(td)), kind) if best.correction == "thresholds" else {}
+    uboot = bootstrap_indices(len(tu), n_boot=1000, seed=seed)
+
+    def unseen_f1(cand: str, thresholds: dict[str, float]) -> tuple[float, float, float]:
+        pred = el.apply(answers[cand], unseen, kind, thresholds, 1)
+        return el.f1_stats(el.counts(tu, pred), uboot)[:3]
+
+    return {
+        "name": f"entity_kinds ({len(truth)})",
+        "n": (len(dev), len(unseen)),
+        "chosen": f"{best.candidate} + {best.correction}",
+        "plain": unseen_f1("plain/fixed", {}),
+        "inner": (best.score, best.low, best.high),
+        "nested": (nest.score, nest.low, nest.high),
+        "unseen": unseen_f1(best.candidate, th),
+        "unseen_without": unseen_f1(best.candidate, {}),
+        "thresholds": th,
+    }
+
+
 def fmt(v: tuple[float, ...]) -> str:
     return f"{v[0]:.3f} ({v[1]:.3f}–{v[2]:.3f})"
 
@@ -171,6 +237,20 @@ def main() -> int:
             f"| {r['name']} | {r['biased']} | {fmt(r['ratio_before'])} | {fmt(r['ratio_after'])} | "
             f"{r['ece_raw']:.3f} | {r['ece']:.3f} |"
         )
+    kinds = read_kinds(ROOT / "data/conll2003_kinds/items.csv")
+    r = one_kinds(kinds, len(kinds) // 2, args.seed)
+    nest, uns = r["nested"], r["unseen"]
+    ok = "yes" if nest[1] <= uns[0] <= nest[2] else "no"
+    print()
+    print("SIMULATED multi-label answers (known miss and spurious rates, element confidence from 5 simulated "
+          "samples) on entity_kinds' human labels; micro-F1 over item-label pairs (95% bootstrap interval)")
+    print("| dataset | dev / unseen | plain prompt (unseen) | tuner's inner score | nested CV (unbiased) | "
+          "unseen items | unseen, chosen prompt without thresholds | nested within its interval of unseen | chosen |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {r['name']} | {r['n'][0]} / {r['n'][1]} | {fmt(r['plain'])} | {fmt(r['inner'])} | {fmt(nest)} | "
+          f"{fmt(uns)} | {fmt(r['unseen_without'])} | {ok} | {r['chosen']} |")
+    th = ", ".join(f"{k} {v:.2f}" for k, v in r["thresholds"].items()) or "none"
+    print(f"thresholds fitted on the dev items: {th}")
     print(f"\n{time.monotonic() - started:.0f}s")
     return 0
 

@@ -7,23 +7,8 @@ from pathlib import Path
 import pytest
 from tasktype_runs import make_task_run
 
-from labeler.errors import ReviewError, TuneError
+from labeler.errors import ReviewError
 from labeler.review.tui import run_tui
-from labeler.tune.relabel import relabel_run
-from labeler.tune.run import tune_run
-
-
-@pytest.mark.parametrize("task_type", ["multi_label", "spans"])
-def test_tune_and_relabel_refuse_in_one_line(tmp_path: Path, task_type: str) -> None:
-    run = make_task_run(tmp_path, task_type)
-    works = "`labeler calibrate`, `labeler route`" if task_type == "multi_label" else "`labeler route`"
-    for command, call in (("labeler tune", tune_run), ("labeler relabel", relabel_run)):
-        with pytest.raises(TuneError) as exc:
-            call(run.run_dir)
-        msg = str(exc.value)
-        assert "\n" not in msg and msg.startswith(f"{command} tunes single-label tasks, and run is task.type = ")
-        assert repr(task_type) in msg and works in msg and "`labeler review`" in msg
-    assert not (run.run_dir / "tuned.toml").exists()
 
 
 @pytest.mark.parametrize("task_type", ["multi_label", "spans"])

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 STRATEGIES = ("fixed", "balanced", "knn", "mmr")
-CORRECTIONS = ("none", "contextual", "offsets_f1", "offsets_ll", "contextual+offsets_f1", "contextual+offsets_ll")
+CORRECTIONS = (
+    "none", "contextual", "offsets_f1", "offsets_ll", "contextual+offsets_f1", "contextual+offsets_ll", "thresholds"
+)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -33,7 +35,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(interrupted(args.run_dir), file=sys.stderr)
         return 130
-    print(format_report(report))
+    if report.get("task_type") in ("multi_label", "spans"):
+        from labeler.tune.tasktype_run import format_elements_report
+
+        print(format_elements_report(report))
+    else:
+        print(format_report(report))
     print(f"next: labeler relabel {args.run_dir}")
     return 0
 
@@ -70,14 +77,20 @@ def register(sub: Any) -> None:
         description="Label the human-labelled items (reviews, the gold column or --dev; never the random "
         "audit) under every prompt variant x few-shot strategy, fit the bias correction inside "
         "cross-validation folds, score each by held-out macro-F1 with bootstrap intervals, keep the best: "
-        "stored in the run and written to RUN_DIR/tuned.toml.",
+        "stored in the run and written to RUN_DIR/tuned.toml. Multi-label and span runs: scored by micro-F1 "
+        "(labels; exact spans), the correction a per-label (per-type) minimum element confidence.",
     )
     sp.add_argument("run_dir", type=Path)
     sp.add_argument("--dev", type=Path, help="human labels to tune on (CSV/JSONL with id,label) instead of the run's")
     sp.add_argument("--max-labels", type=int, help="use at most N human labels (default: tune.max_labels, 200)")
     sp.add_argument("--strategy", action="append", choices=STRATEGIES, help="few-shot strategies to try (repeat)")
     sp.add_argument("--variant", action="append", help="prompt variants ([[variants]] names) to try (repeat)")
-    sp.add_argument("--correction", action="append", choices=CORRECTIONS, help="corrections to try (repeat)")
+    sp.add_argument(
+        "--correction",
+        action="append",
+        choices=CORRECTIONS,
+        help="corrections to try (repeat); multi-label and span tasks: none, thresholds",
+    )
     sp.add_argument("--folds", type=int, help="cross-validation folds (default: tune.folds, 5)")
     sp.add_argument("--seed", type=int)
     sp.add_argument("--quiet", action="store_true", help="no progress line while the candidates are labeled")

@@ -33,6 +33,7 @@ from labeler.errors import CalibrationError
 from labeler.humans import read_humans
 from labeler.store import RunStore
 from labeler.store.rows import CombinedRow, StoredCalibrator
+from labeler.tasktypes import TaskType
 from labeler.tasktypes.registry import for_task
 
 if TYPE_CHECKING:  # numpy, scipy and scikit-learn load only when a calibrator is fitted or applied
@@ -58,8 +59,17 @@ def _combined_rows(store: RunStore, task: TaskConfig) -> Iterator[CombinedRow]:
 
 
 def _element_rows(store: RunStore, task: TaskConfig) -> Iterator[CombinedRow]:
-    """Combined rows of a task type scored element by element (labeler.confidence.elements)."""
+    """Combined rows of a task type scored element by element (labeler.confidence.elements), with the element
+    thresholds `labeler tune` stored in the run applied (labeler.confidence.thresholds), if any."""
+    from labeler.confidence.thresholds import THRESHOLDS, threshold_rows
+
     kind = for_task(task)
+    stored = store.correction()
+    th = stored.offsets if stored is not None and stored.kind == THRESHOLDS else None
+    return threshold_rows(_member_rows(store, task, kind), th, kind, min_keep=task.kind.min_labels)
+
+
+def _member_rows(store: RunStore, task: TaskConfig, kind: TaskType) -> Iterator[CombinedRow]:
     for rows in store.item_rows():
         members: dict[str, tuple[Any, Mapping[str, float] | None] | None] = {}
         for name, r in rows.results.items():

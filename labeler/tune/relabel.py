@@ -33,10 +33,12 @@ from labeler.errors import TuneError
 from labeler.label import pipeline
 from labeler.record import records
 from labeler.store import RunStore
-from labeler.store.tune_tables import TunedThreshold
+from labeler.store.tune_tables import StoredCorrection, TunedThreshold
+from labeler.tasktypes.registry import for_task
 from labeler.tune.calibration import stored as stored_calibrator
 from labeler.tune.routing import audit_accuracy_above, budget_table
-from labeler.tune.run import shown, single_label_only
+from labeler.tune.run import shown
+from labeler.tune.tasktype_run import decode_human, recalibrate
 
 TARGETS = (0.85, 0.9, 0.95, 0.98)
 
@@ -78,7 +80,6 @@ def relabel_run(
         raise TuneError(f"--target-accuracy must be a share of items in (0, 1], e.g. 0.95; got {target_accuracy}")
     old = RunStore.open(run_dir)
     try:
-        single_label_only(old.task(), "labeler relabel", run_dir)
         tuning = old.tuning()
         if tuning is None or not Path(tuning["tuned_toml"]).exists():
             raise TuneError(f"{run_dir.name} has no tuning; run `labeler tune {run_dir}` first")
@@ -107,10 +108,13 @@ def relabel_run(
             store.write_queue(queue, strata, seed=seed)
         store.set_meta("relabeled_from", str(run_dir))
         store.set_meta("tuning_digest", digest)
+        if tuning.get("task_type") in ("multi_label", "spans"):  # the element thresholds live in the tuning
+            store.put_correction(StoredCorrection.from_dict(tuning["correction"]))
         cal = tuning.get("calibrator")
         if cal is not None:  # fitted on the corrected out-of-fold predictions (labeler.tune.calibration)
             store.put_calibrator(stored_calibrator(cal, tuning["items"]["n"]))
         combine_run(store, store.task())
+        calibration = recalibrate(store, store.task())  # multi-label: per-label calibration after the thresholds
         table = tuple(targets or (task.quality.tune.target_accuracy, *TARGETS))
         first = table[0] if target_accuracy is None else target_accuracy
         routing = routing_report(store, set(tuning["oof"]["ids"]), (first, *table))
@@ -127,6 +131,7 @@ def relabel_run(
             "output_tokens": summary.output_tokens,
             "cost": summary.cost,
             "routing": routing,
+            "calibration": calibration,
         }
         store.put_tuning({**tuning, "relabel": report})
         return report
@@ -151,14 +156,26 @@ def routing_report(store: RunStore, tuning_ids: set[str], targets: Sequence[floa
     audit = {e.item_id: e.inclusion_prob or 1.0 for e in store.queue() if e.audit}
     from labeler.humans import read_humans
 
-    humans = read_humans(store, store.task().label_names)
+    task = store.task()
+    humans = read_humans(store, task.label_names)
+    kind = for_task(task)
+    texts = {r.id: r.text for r in store.item_rows()} if task.kind.elementwise else {}
+
+    def truth_of(item_id: str) -> str | None:
+        """The human label as the records keep labels (an annotation encoded as the run stores it)."""
+        raw = humans.label(item_id)
+        if raw is None or not task.kind.elementwise:
+            return raw
+        value = decode_human(kind, raw, texts.get(item_id, ""))
+        return None if value is None else kind.encode(value)
+
     conf, a_conf, a_ok, a_w = [], [], [], []
     for rec in records(store):
         c = rec.calibrated_confidence if rec.calibrated_confidence is not None else rec.confidence
         if rec.label is None or c is None or rec.id in tuning_ids:
             continue
         conf.append(c)
-        truth = humans.label(rec.id)
+        truth = truth_of(rec.id)
         if rec.id in audit and truth is not None:
             a_conf.append(c)
             a_ok.append(float(truth == rec.label))
@@ -204,6 +221,8 @@ def format_relabel(report: Mapping[str, Any]) -> str:
         lines.append(
             f"{row['target']:7.2f} {th:>9s} {row['review']:5d} ({share:4.0%}) {row['expected_accuracy']:9.3f}  {audit}"
         )
+    if report.get("calibration"):
+        lines.append(report["calibration"])
     if not r["audit_items"]:
         lines.append(
             "no random-audit items: the expected accuracies are the calibrator's estimate alone, unchecked; to "

@@ -22,6 +22,33 @@ def build_report(
     applied: bool,
     seconds: float,
 ) -> dict[str, Any]:
+    return {
+        "run": store.run_dir.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "items": {"n": len(ts.ids), "source": ts.source, "audit_left_out": ts.audit_left_out},
+        "candidates": candidate_rows(runs),
+        "scores": [
+            {"candidate": s.candidate, "correction": s.correction, "macro_f1": s.macro_f1, "low": s.low, "high": s.high}
+            for r in runs
+            for s in r.scores
+        ],
+        "chosen": {
+            "candidate": best.candidate,
+            "correction": best.correction,
+            "macro_f1": best.macro_f1,
+            "low": best.low,
+            "high": best.high,
+        },
+        "correction": correction.to_dict(),
+        "tuned_toml": str(toml_path),
+        "applied_in_place": applied,
+        "cost": cost_of(len(ts.ids), runs, seconds),
+    }
+
+
+def candidate_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """Per candidate run (its .candidate, .spend, .same_prompts_as_run): what labeling it cost."""
+
     def cand(r: Any) -> dict[str, Any]:
         s = r.spend
         rate = s.asked / s.seconds if s.asked and s.seconds > 0 else None
@@ -40,36 +67,20 @@ def build_report(
             "same_prompts_as_run": r.same_prompts_as_run,
         }
 
+    return [cand(r) for r in runs]
+
+
+def cost_of(n_labels: int, runs: Sequence[Any], seconds: float) -> dict[str, Any]:
+    """What the tuning cost: human labels, tokens and dollars this time, every answer used, minutes."""
     return {
-        "run": store.run_dir.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "items": {"n": len(ts.ids), "source": ts.source, "audit_left_out": ts.audit_left_out},
-        "candidates": [cand(r) for r in runs],
-        "scores": [
-            {"candidate": s.candidate, "correction": s.correction, "macro_f1": s.macro_f1, "low": s.low, "high": s.high}
-            for r in runs
-            for s in r.scores
-        ],
-        "chosen": {
-            "candidate": best.candidate,
-            "correction": best.correction,
-            "macro_f1": best.macro_f1,
-            "low": best.low,
-            "high": best.high,
-        },
-        "correction": correction.to_dict(),
-        "tuned_toml": str(toml_path),
-        "applied_in_place": applied,
-        "cost": {
-            "human_labels": len(ts.ids),
-            "input_tokens": sum(r.spend.input_tokens for r in runs),
-            "output_tokens": sum(r.spend.output_tokens for r in runs),
-            "dollars": sum(r.spend.cost for r in runs),
-            "asked": sum(r.spend.asked for r in runs),
-            "paid_input_tokens": sum(r.spend.paid_input_tokens for r in runs),
-            "paid_output_tokens": sum(r.spend.paid_output_tokens for r in runs),
-            "minutes": round(seconds / 60, 2),
-        },
+        "human_labels": n_labels,
+        "input_tokens": sum(r.spend.input_tokens for r in runs),
+        "output_tokens": sum(r.spend.output_tokens for r in runs),
+        "dollars": sum(r.spend.cost for r in runs),
+        "asked": sum(r.spend.asked for r in runs),
+        "paid_input_tokens": sum(r.spend.paid_input_tokens for r in runs),
+        "paid_output_tokens": sum(r.spend.paid_output_tokens for r in runs),
+        "minutes": round(seconds / 60, 2),
     }
 
 

@@ -12,6 +12,9 @@
        all of it stored in the run (table tunings), and the tuned task written to RUN_DIR/tuned.toml
        (with its examples in RUN_DIR/tuned_examples.jsonl)
 
+A multi-label or span run is tuned by labeler.tune.tasktype_run: its task type's micro-F1 scores the
+candidates, and its "correction" is a per-class minimum element confidence.
+
 When the chosen candidate sends exactly the prompts the run was labeled with, the correction is applied
 to the run in place (stored, named in the manifest, applied by every combine). Otherwise
 `labeler relabel RUN_DIR` (labeler.tune.relabel) labels the corpus under it, paying only for prompts
@@ -31,7 +34,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,10 +47,7 @@ from labeler.config import TaskConfig
 from labeler.errors import TuneError
 from labeler.label import pipeline
 from labeler.label.examples import task_pool
-from labeler.label.multi import MultiBuilder
 from labeler.label.progress import Progress
-from labeler.label.prompts import RequestBuilder
-from labeler.label.runner import MemberWorker
 from labeler.runlock import RunLock
 from labeler.safe_text import visible_line
 from labeler.store import Cache, RunStore
@@ -55,15 +55,15 @@ from labeler.store.tune_tables import StoredCorrection
 from labeler.tune.calibration import fit_after_correction
 from labeler.tune.calibration import stored as stored_calibrator
 from labeler.tune.candidates import Candidate, candidate_task, candidates, dumps_toml, tuned_config
+from labeler.tune.labeling import MIN_ITEMS, Spend, answer_key, label_texts
 from labeler.tune.nested import nested_score
 from labeler.tune.protocol import Score, bootstrap_indices, choose, score_candidate, stratified_folds
 from labeler.tune.report import build_report, format_report, shown
-from labeler.types import Example, Item, ItemResult
+from labeler.types import Example, ItemResult
 
 __all__ = ["format_report", "label_texts", "shown", "tune_run"]
 
 CONTENT_FREE = ("N/A", "[MASK]", "")  # Zhao et al. 2021: inputs that say nothing about any label
-MIN_ITEMS = 20
 
 
 @dataclass(frozen=True)
@@ -109,67 +109,6 @@ def tuning_set(
     )
 
 
-@dataclass
-class Spend:
-    seconds: float = 0.0
-    asked: int = 0  # answers not in the cache
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
-    failed: int = 0
-    paid_input_tokens: int = 0  # the usage of every answer used, whenever it was paid (the cache keeps it)
-    paid_output_tokens: int = 0
-
-
-async def label_texts(
-    task: TaskConfig,
-    backend: Any,
-    cache: Cache,
-    texts: Sequence[tuple[str, str]],
-    *,
-    progress: Progress | None = None,
-) -> tuple[dict[str, ItemResult], Spend]:
-    """Label (id, text) pairs with the task's first member, concurrently, through the cache; K a request
-    when the member asks K items a request (labeler.label.multi), as a run does. `progress`: the run's
-    progress line (answers done, labels/s, ETA), updated per answer."""
-    worker = MemberWorker(task, task.primary, backend, cache)
-    k = 1 if worker.multi is None else worker.multi.k
-    items = [Item(id=item_id, text=text, row=row) for row, (item_id, text) in enumerate(texts, 1)]
-    groups = iter([items[i : i + k] for i in range(0, len(items), k)])
-    out: dict[str, ItemResult] = {}
-    spend = Spend()
-    start = time.monotonic()
-
-    async def loop() -> None:
-        for group in groups:
-            answered = await worker.label_group(group) if k > 1 else [await worker.label(group[0])]
-            for item, r in zip(group, answered, strict=True):
-                out[item.id] = r
-                add(r)
-
-    def add(r: ItemResult) -> None:
-        if progress is not None:
-            progress.update(status=r.status, cost=r.cost, cached=r.cached)
-        spend.asked += not r.cached and r.attempts > 0
-        spend.input_tokens += r.input_tokens
-        spend.output_tokens += r.output_tokens
-        spend.cost += r.cost
-        spend.failed += r.status != "labeled"
-        paid = cache.get(r.cache_key) if r.cache_key else None
-        if paid is not None:
-            spend.paid_input_tokens += paid.input_tokens
-            spend.paid_output_tokens += paid.output_tokens
-
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(task.primary.endpoint.concurrency):
-                tg.create_task(loop())
-    finally:
-        cache.flush()
-    spend.seconds = time.monotonic() - start
-    return out, spend
-
-
 def as_probs(r: ItemResult | None, labels: Sequence[str], methods: Sequence[str]) -> list[float]:
     """A result's distribution over the labels: its first confidence method's, else its label one-hot;
     uniform for a failed item."""
@@ -205,7 +144,7 @@ async def _label_candidates(
     show_progress: bool = False,
 ) -> list[CandidateRun]:
     labels, methods = task.label_names, task.confidence.methods
-    run_key = _answer_key(task)
+    run_key = answer_key(task)
     probe = ts.texts[: min(5, len(ts.texts))]
     cache = Cache(pipeline.cache_path(store.run_dir))
     out = []
@@ -225,7 +164,7 @@ async def _label_candidates(
                 finally:
                     if progress is not None:
                         progress.finish()
-                key = _answer_key(ctask)
+                key = answer_key(ctask)
                 same = all(key(t) == run_key(t) for t in probe)
                 probs = np.asarray([as_probs(results.get(i), labels, methods) for i in ts.ids])
                 cf = [results.get(i) for i, _ in cf_items]
@@ -234,25 +173,6 @@ async def _label_candidates(
     finally:
         cache.close()
     return out
-
-
-def _answer_key(task: TaskConfig) -> Callable[[str], str]:
-    """What the first member's answer to a text is cached under: its request's key, or with K items a
-    request its multi-item identity (labeler.label.multi)."""
-    builder = RequestBuilder.for_member(task, task.primary)
-    multi = MultiBuilder.for_member(task, task.primary, builder)
-    return multi.identity if multi is not None else lambda text: builder.build(text).cache_key()
-
-
-def single_label_only(task: TaskConfig, command: str, run_dir: Path) -> None:
-    """A TuneError for a multi-label or span run: tuning prompts, examples and the bias correction is built on
-    one label per item (macro-F1 of single labels, a label confusion to correct)."""
-    if task.kind.elementwise:
-        works = "`labeler calibrate`, `labeler route`" if task.kind.type == "multi_label" else "`labeler route`"
-        raise TuneError(
-            f"{command} tunes single-label tasks, and {run_dir.name} is task.type = {task.kind.type!r}; "
-            f"{works}, `labeler review` and `labeler eval` work on it (write examples into its template by hand)"
-        )
 
 
 def tune_run(
@@ -273,7 +193,6 @@ def tune_run(
         store = RunStore.open(run_dir)
         try:
             task = store.task()
-            single_label_only(task, "labeler tune", run_dir)
             if len(task.members) > 1:
                 raise TuneError(
                     f"labeler tune tunes one model, and {run_dir.name} has {len(task.members)} ensemble members "
@@ -284,6 +203,14 @@ def tune_run(
                 cands = candidates(task, strategies=strategies, variants=variants)
             except ValueError as exc:
                 raise TuneError(str(exc)) from None
+            if task.kind.elementwise:  # multi_label, spans: scored by the task type (labeler.tune.tasktype_run)
+                from labeler.tune.tasktype_run import tune_elements
+
+                return tune_elements(store, task, cands, dev=dev, max_labels=max_labels, corrections=corrections,
+                                     folds=folds, seed=seed, show_progress=show_progress)
+            if corrections and "thresholds" in corrections:
+                raise TuneError("--correction thresholds is for multi-label and span tasks; single labels take "
+                                "the bias corrections (none, contextual, offsets_*)")
             return _tune(store, task, cands, dev, max_labels, corrections, folds, seed, show_progress)
         finally:
             store.close()
