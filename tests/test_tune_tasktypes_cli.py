@@ -228,3 +228,31 @@ def test_tune_a_multi_label_run_on_a_dev_file(
     assert main(["tune", str(run_dir), "--quiet", "--dev", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "40 labels are no annotation of this task (e.g. 'weather')" in err and "separated by ';'" in err
+
+
+def test_gold_cells_are_stored_canonical(
+    run_dir: Path, tmp_path: Path, made: list[FakeBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The corpus's `a; b` gold cells are stored as the task type encodes them (what reviews hold too), so
+    every reader of human labels (calibrate, the final dataset, tune) reads one spelling; a cell naming a
+    label outside the set is refused at ingest in one line naming the item."""
+    truth, _, _ = world()
+    store = RunStore.open(run_dir)
+    try:
+        gold = store.gold_labels()
+    finally:
+        store.close()
+    assert gold == {f"d{n:03d}": json.dumps(list(t)) for n, t in enumerate(truth, 1)}
+    assert main(["review", "merge", str(run_dir), "--out", str(tmp_path / "final.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "final.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows[0]["human_label"] == list(truth[0])
+
+    write_csv(tmp_path / "bad.csv", [{"id": "b1", "text": "x", "gold": "sport"},
+                                     {"id": "b2", "text": "y", "gold": "sport; weather"}])
+    config = next(tmp_path.glob("*.toml"))
+    assert main(["run", str(config), "--input", str(tmp_path / "bad.csv"), "--run-dir", str(tmp_path / "bad"),
+                 "--quiet"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["labeler: error: item 'b2': its gold cell cannot be read: label 'weather' is not one of sport, "
+                   "politics, tech, business; fix the cell or leave it empty"], err
+    assert not (tmp_path / "bad").exists()

@@ -30,6 +30,8 @@ from labeler.label.prompts import RequestBuilder
 from labeler.label.runner import RunSummary, label_pending
 from labeler.runlock import RunLock
 from labeler.store import Cache, RunStore
+from labeler.tasktypes.gold import canonical_rows
+from labeler.tasktypes.registry import for_task
 
 
 def check_runnable(task: TaskConfig) -> None:
@@ -255,14 +257,14 @@ async def start_run(
         raise RunStoreError("no input: set input.path in the config or pass --input FILE")
     run_id = new_run_id(task)
     run_dir = run_dir or Path("runs") / run_id
-    rows = read_rows(
+    rows = canonical_rows(for_task(task), read_rows(
         input_path,
         id_column=task.id_column,
         text_column=task.text_column,
         gold_column=task.gold_column,
         strict=strict,
         warn=warn_on_stderr,
-    )
+    ))
     first = next(rows)  # reads and checks the header before anything is written
     manifest = build_manifest(task, input_path, run_dir.name)
     manifest["input"]["strict"] = strict  # a resume that has to ingest again reads the file the same way
@@ -334,14 +336,14 @@ async def resume_run(
             if store.get_meta("ingested") != "1":  # killed while ingesting: the transaction rolled back
                 input_path = _unchanged_input(store)
                 store.ingest(
-                    read_rows(
+                    canonical_rows(for_task(task), read_rows(
                         input_path,
                         id_column=task.id_column,
                         text_column=task.text_column,
                         gold_column=task.gold_column,
                         strict=bool(store.manifest["input"].get("strict", True)),
                         warn=warn_on_stderr,
-                    ),
+                    )),
                     members=[m.name for m in task.members],
                 )
             return await _label(task, store, limit=limit, retry_failed=retry_failed, show_progress=show_progress)

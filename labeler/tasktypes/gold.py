@@ -17,11 +17,15 @@ Pure functions; the input reader and the evaluation call them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from labeler.tasktypes import TaskType
 from labeler.tasktypes.spans import Span
+
+if TYPE_CHECKING:
+    from labeler.inputs import Row
 
 
 def _canon(names: Sequence[str], what: str) -> Callable[[Any], str]:
@@ -100,3 +104,22 @@ def read_gold(kind: TaskType, cell: str, *, text: str | None = None) -> Any:
     if reader is None:
         raise ValueError(f"no gold reader for task type {kind.name!r}")
     return reader(kind, str(cell), text)
+
+
+def canonical_rows(kind: TaskType, rows: Iterable[Row]) -> Iterator[Row]:
+    """The input's rows with each gold cell of a multi-label or span task as `kind.encode` writes it, so the
+    run store holds one spelling of an annotation whoever gave it (a review import, a live pull, the gold
+    column: labeler.humans compares votes as those texts). A cell that cannot be read is refused in one
+    line naming the item. Single-label cells pass as they are (labeler.humans matches them to the set)."""
+    from labeler.errors import InputError
+
+    for row in rows:
+        if row.gold is None or kind.name == "single" or row.skip is not None:
+            yield row
+            continue
+        try:
+            gold = kind.encode(read_gold(kind, row.gold, text=row.item.text))
+        except ValueError as e:
+            raise InputError(f"item {row.item.id!r}: its gold cell cannot be read: {e}; fix the cell or leave it "
+                             "empty") from None
+        yield replace(row, gold=gold)
