@@ -8,7 +8,8 @@ K-item block (MULTI_TEMPLATE below), the grammar writing every id. Confidence is
 asked one item at a time whatever K is): the figures are of the labeling requests alone.
 
 The machine is shared, so speed is printed as a ratio (K = 4 items/s over K = 1 items/s, measured minutes apart);
-quality is micro-F1 over the label set (scikit-learn) against the annotators' kinds.
+quality is micro-F1 over the label set (scikit-learn) against the annotators' kinds, beside what naming all four
+kinds for every item scores and (K > 1) how often an item's answer is the example block's answer at its position.
 
     python eval/bench_multi_tasktypes.py                 # 24 items
     python eval/bench_multi_tasktypes.py --items 48 --k 1 4 --repeat 2
@@ -115,12 +116,18 @@ async def one_k(base: TaskConfig, base_url: str, k: int, corpus: Path, work: Pat
     labeled = [r for r in rows if r["status"] == "labeled"]
     mlb = MultiLabelBinarizer(classes=list(task.label_names))
     y_true = mlb.fit_transform([gold[r["item_id"]].split(";") for r in rows])
-    y_pred = mlb.transform([json.loads(r["label"]) if r["label"] else [] for r in rows])
+    pred = [json.loads(r["label"]) if r["label"] else [] for r in rows]
+    y_pred = mlb.transform(pred)
+    # the failure a small model shows with several items: the example block's answers, copied by position
+    copied = [sorted(p) == sorted(EXAMPLES[n % k][1]) for n, p in enumerate(pred)] if k > 1 else []
     return {
         "k": k,
         "items": len(rows),
         "labeled": len(labeled),
         "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "micro_f1_all_four": float(f1_score(y_true, mlb.transform([task.label_names] * len(rows)), average="micro")),
+        "copied_example_answer": sum(copied) / len(copied) if copied else 0.0,
+        "distinct_answers": len({tuple(sorted(p)) for p in pred}),
         "items_per_s": len(rows) / seconds,
         "prompt_tokens_per_item": backend.prompt_tokens / max(len(rows), 1),
         "multi_requests": backend.multi,
@@ -153,7 +160,11 @@ async def main(ks: list[int], items: int, repeat: int, out: Path | None) -> None
                     print(
                         f"K={k}: micro-F1 {r['micro_f1']:.3f}  labeled {r['labeled']}/{r['items']}  "
                         f"{r['items_per_s']:.2f} items/s  prompt tokens/item {r['prompt_tokens_per_item']:.0f}  "
-                        f"requests {r['multi_requests']} K-item + {r['single_requests']} one-item (re-asks)",
+                        f"requests {r['multi_requests']} K-item + {r['single_requests']} one-item (re-asks)  "
+                        f"{r['distinct_answers']} distinct answers; naming all four kinds: micro-F1 "
+                        f"{r['micro_f1_all_four']:.3f}"
+                        + (f"; the example block's answer at its position: {r['copied_example_answer']:.0%}"
+                           if k > 1 else ""),
                         flush=True,
                     )
                     if out is not None:

@@ -249,3 +249,18 @@ def test_single_label_builders_are_untouched(tmp_path: Path) -> None:
     assert multi.build(["a", "b"]).response_format["json_schema"]["name"] == "multi_label_answer"  # type: ignore[index]
     choice = Choice(text='{"answers": [{"id": "i1", "label": "tech"}, {"id": "i2", "label": "sport"}]}')
     assert [f.answer.label for f in multi.parse(choice, 2) if f] == ["tech", "sport"]
+
+
+def test_the_estimate_counts_a_spans_tasks_k_item_prompts_as_sent(tmp_path: Path) -> None:
+    from labeler.label import tokens
+    from labeler.label.estimate import estimate
+    from labeler.label.multi_elements import multi_builder
+
+    task = make(tmp_path, {"type": "spans"}, TYPES, [*SPAN_TEXTS, "Ada again."], 2)
+    est = estimate(task).members[0]
+    multi = multi_builder(task, task.primary)
+    assert multi is not None and type(multi).__name__ == "ElementMultiBuilder"
+    texts = [*SPAN_TEXTS, "Ada again."]
+    sent = [multi.messages(texts[:2]), multi.messages(texts[2:])]
+    assert (est.requests, est.items_per_request) == (2, 2)
+    assert est.input_tokens == sum(sum(tokens.count(m.content, "test-model") + 4 for m in msgs) + 3 for msgs in sent)
