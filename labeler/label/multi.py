@@ -20,6 +20,9 @@ label), an item's word is mapped to its label and its logprob confidence sums ea
 ...}`, with the summed label distribution as its one token's alternatives — so `read_cached` needs no
 verbalizer. Few-shot examples are those of the one-item prompt's fixed choice; per-item strategies (knn,
 mmr) would need K example sets in one prompt, so the config refuses them with K > 1 (labeler.quality_config).
+
+This module is single-label's; multi_label and spans answer the task type's own object per id and are parsed
+against each item's text (labeler.label.multi_elements, whose `multi_builder` picks the builder for a task).
 """
 
 from __future__ import annotations
