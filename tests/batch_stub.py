@@ -65,9 +65,32 @@ def _labels(body: Mapping[str, Any]) -> list[str]:
 
 def _is_multi(body: Mapping[str, Any]) -> bool:
     try:
-        return bool(body["response_format"]["json_schema"]["name"] == "multi_label_answer")
+        return bool(body["response_format"]["json_schema"]["name"] in _MULTI_NAMES)
     except (KeyError, TypeError):
         return '"answers' in str(body.get("grammar") or "")
+
+
+_MULTI_NAMES = ("multi_label_answer", "labels_multi_answer", "spans_multi_answer")
+_TOPICS = re.compile(r"\btopics=(\S*)")
+_SPAN = re.compile(r"\bspan=(\S+?)/(\w+)")
+
+
+def _kind(body: Mapping[str, Any]) -> str:
+    """What the request asks: "label" (single), "labels" (multi_label) or "spans" (the task types)."""
+    try:
+        name = str(body["response_format"]["json_schema"]["name"])
+    except (KeyError, TypeError):
+        name = str(body.get("grammar") or "")
+    return "labels" if "labels" in name and "multi_label" not in name else "spans" if "spans" in name else "label"
+
+
+def _annotation(kind: str, text: str, bad: bool) -> dict[str, Any]:
+    """A multi_label item `topics=a,b` is answered with those labels; a spans item with a quote of every
+    `span=WORD/TYPE` it holds (the word alone, which the text also holds). `bad`: a type outside the set."""
+    if kind == "labels":
+        m = _TOPICS.search(text)
+        return {"labels": ["weather"] if bad else [t for t in (m.group(1) if m else "").split(",") if t]}
+    return {"spans": [{"text": w, "type": "weather" if bad else t} for w, t in _SPAN.findall(text)]}
 
 
 def _lp(token: str, p: float | None, label: str, labels: list[str], top: int) -> dict[str, Any]:
@@ -140,13 +163,33 @@ class ScaleStub(Served):
             self.throttled += 1
             return False
 
+    def annotate(self, kind: str, messages: Sequence[Mapping[str, Any]], online: bool) -> dict[str, Any]:
+        """The answer of a multi_label or spans request, one item or K (drop_ids left out, bad_ids garbled)."""
+        user = _user(messages)
+        items = [json.loads(line) for line in _MULTI_LINE.findall(user)] or [{"id": None, "text": user}]
+        out = []
+        for it in items:
+            key_m = _KEY.search(str(it["text"]))
+            key = key_m.group(1) if key_m else str(it["text"])[:40]
+            with self.lock:
+                self.chat[key] += 1
+                self.online[key] += online
+            if it["id"] is not None and key in self.drop_ids:
+                continue
+            one = _annotation(kind, str(it["text"]), it["id"] is not None and key in self.bad_ids)
+            out.append(one if it["id"] is None else {"id": it["id"], **one})
+        return out[0] if items[0]["id"] is None else {"answers": out}
+
     def completion(self, body: Mapping[str, Any], *, online: bool = False) -> dict[str, Any]:
         messages = body.get("messages") or []
         labels = _labels(body)
         top = int(body.get("top_logprobs") or 0) if body.get("logprobs") else 0
         p = self.label_prob
         toks: list[tuple[str, str]] = []  # (token, the label it is, or "")
-        if _is_multi(body):
+        kind = _kind(body)
+        if kind != "label":  # multi_label, spans: the type's own object, per item id in a multi-item request
+            toks = [(json.dumps(self.annotate(kind, messages, online)), "")]
+        elif _is_multi(body):
             items = [json.loads(line) for line in _MULTI_LINE.findall(_user(messages))]
             if not items:  # a completion-style prompt: the items are numbered lines
                 items = [

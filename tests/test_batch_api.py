@@ -145,6 +145,61 @@ async def test_cancel_then_resume_ingests_what_was_answered_and_plans_the_rest(t
         assert max(stub.answered.values()) == 1
 
 
+# --- multi_label and spans: K items a request, online and through the Batch API ------------------------
+KIND_ITEMS = {
+    "multi_label": [(f"m{n:02d}", f"id=m{n:02d} topics={','.join(LABELS[j] for j in range(4) if (n >> j) & 1)}")
+                    for n in range(12)],
+    "spans": [(f"s{n:02d}", f"id=s{n:02d} span=Zoë{n}/PER met span=Köln/LOC 🎉 and span=Ada/PER") for n in range(12)],
+}
+
+
+def kind_task(root: Path, base_url: str, kind: str, *, batch: bool) -> Path:
+    from fakes import write_csv
+    from fakes import write_task as write_config
+
+    root.mkdir(parents=True, exist_ok=True)
+    write_csv(root / "items.csv", [{"id": k, "text": t} for k, t in KIND_ITEMS[kind]])
+    labels = LABELS if kind == "multi_label" else ("PER", "LOC")
+    model = {"base_url": base_url, "model": "stub-model", "items_per_request": 4, "price_input_per_1m": 1e6}
+    sections: dict[str, dict[str, object]] = {"retry": {"max_attempts": 2, "initial_wait": 0.01, "max_wait": 0.02}}
+    if batch:
+        sections["batch"] = {"enabled": True, "poll_seconds": 0.05}
+    return write_config(root, labels=labels, model=model, task={"type": kind}, sections=sections,
+                        template="[[system]]\nAnnotate.\n[[user]]\n{{ text }}\n")
+
+
+def truth_of(kind: str, text: str) -> list[object]:
+    """What the stub answers for an item, aligned by hand: topics in label order, or each span's offsets."""
+    import re
+
+    if kind == "multi_label":
+        return [t for t in text.split("topics=")[1].split(",") if t]
+    spans = []
+    for m in re.finditer(r"span=(\S+?)/(\w+)", text):
+        start = m.start(1)  # the word the quote names: its first occurrence in the text is inside its span=...
+        spans.append({"start": start, "end": m.end(1), "type": m.group(2), "text": m.group(1)})
+    return sorted(spans, key=lambda d: (d["start"], d["end"]))
+
+
+@pytest.mark.parametrize("kind", ["multi_label", "spans"])
+@pytest.mark.parametrize("batch", [False, True], ids=["online", "batch"])
+async def test_task_types_k_items_a_request_online_and_in_batches(tmp_path: Path, kind: str, batch: bool) -> None:
+    items = KIND_ITEMS[kind]
+    dropped, garbled = items[5][0], items[10][0]
+    with ScaleStub(drop_ids=frozenset({dropped}), bad_ids=frozenset({garbled})) as stub:
+        task = load_config(kind_task(tmp_path / "t", stub.base_url, kind, batch=batch))
+        run_dir, summary = await pipeline.start_run(task, run_dir=tmp_path / "runs" / "r", show_progress=False)
+        assert summary.counts == {"labeled": 12} and summary.dropped == 0
+        got = stored(run_dir)
+        assert {k: json.loads(str(got[k][1])) for k, _ in items} == {k: truth_of(kind, t) for k, t in items}
+        assert stub.chat[dropped] == 2 and stub.chat[garbled] == 2 and stub.chat[items[0][0]] == 1
+        assert {k for k, n in stub.online.items() if n} == ({dropped, garbled} if batch else {k for k, _ in items})
+        if batch:
+            assert sorted(stub.answered.values()) == [1, 1, 1] and stub.created == 1  # 12 items in 3 lines
+            assert got[items[0][0]][2] == pytest.approx(got[items[1][0]][2])  # shares of one line's cost
+            assert got[dropped][2] > got[items[4][0]][2] > 0  # its share, and its own request at the list price
+
+
 def test_the_cli_commands(tmp_path: Path, stub: ScaleStub, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 

@@ -14,7 +14,6 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from labeler.config import load_config
 from labeler.errors import ConfigError
-from labeler.label.pipeline import start_run
 from labeler.tasktypes import TaskKind, doubtful, element_shares
 from labeler.tasktypes.registry import for_task, task_type
 from labeler.tasktypes.spans import Span, align, utf16_offsets
@@ -174,15 +173,6 @@ def test_existing_tasks_stay_single_and_the_type_reaches_the_protocol(tmp_path: 
     kind = for_task(task)
     assert kind.name == "multi_label" and kind.parse('{"labels": []}', "").error == (
         "0 labels where the task asks for at least 1 (task.min_labels)")
-
-
-async def test_run_refuses_several_items_a_request_for_spans_in_one_line(tmp_path: Path) -> None:
-    model = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "items_per_request": 4}
-    task = load_config(write_task(tmp_path, task={"type": "spans"}, model=model), env={})
-    with pytest.raises(ConfigError, match=r"^task\.type = 'spans' asks one item per request; set "
-                                          r"model\.items_per_request = 1$"):
-        await start_run(task, run_dir=tmp_path / "run")
-    assert not (tmp_path / "run").exists()
 
 
 def test_encode_decode_round_trip_every_type():

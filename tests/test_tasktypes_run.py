@@ -21,7 +21,7 @@ from fakes import write_csv, write_task
 from openai_stub import StubServer, key_of
 
 from labeler.config import TaskConfig, load_config
-from labeler.errors import ConfigError, RunStoreError
+from labeler.errors import RunStoreError
 from labeler.export import export_run
 from labeler.label.pipeline import start_run
 from labeler.review.router import route_run
@@ -293,16 +293,6 @@ async def test_two_members_combine_elements_and_name_the_disputed_label(scripted
     assert combined["e2"].vote_share == 1.0 and combined["e2"].divergence == 0.0
     route_run(run_dir)
     assert queue_reasons(run_dir) == {"e1": ("disagreement: members differ on label politics",)}
-
-
-async def test_the_batch_api_is_refused_in_one_line_for_multi_label(scripted: Any, tmp_path: Path) -> None:
-    stub = scripted({})
-    task = make_task(tmp_path, stub, {"b1": "id=b1 x"}, task={"type": "multi_label"}, labels=TOPICS)
-    from dataclasses import replace
-
-    task = replace(task, batch=replace(task.batch, enabled=True))
-    with pytest.raises(ConfigError, match=r"^task\.type = 'multi_label' is not sent through the Batch API yet"):
-        await start_run(task, run_dir=tmp_path / "run", show_progress=False)
 
 
 def test_the_request_carries_the_types_constraint_for_each_profile(tmp_path: Path) -> None:

@@ -37,7 +37,6 @@ from labeler.errors import BackendError, RunStoreError
 from labeler.label import tokens
 from labeler.label.backends import parse_response, request_body
 from labeler.label.batch_client import BatchClient
-from labeler.label.multi import read_cached
 from labeler.label.runner import MemberWorker, Spend, answer_dists, labeled
 from labeler.store import Cache, RunStore
 from labeler.store.batch_tables import BatchPart, BatchRequest
@@ -93,13 +92,13 @@ def _lines(worker: MemberWorker, store: RunStore, limit: int | None) -> Iterator
         key = request.cache_key() if request is not None else multi.identity(text)  # type: ignore[union-attr]
         hit = worker.cache.get(key)
         want = "logprob" in methods
-        answer = None if hit is None else read_cached(hit, worker.labels, want_probs=want) if multi else None
+        answer = None if hit is None else worker._read_cached(hit, text, want) if multi else None
         if hit is not None and multi is None:
-            answer = worker.builder.parse(hit.choices[0])
+            answer = worker.builder.parse(hit.choices[0], text)
         if answer is not None and answer.label is not None:  # from the cache: stored now, never submitted
-            result = labeled(
-                worker._base(item.id), answer, answer_dists(answer, methods, worker.labels), key, truncated, methods
-            )
+            dists = answer_dists(answer, methods, worker.labels)
+            base, kind = worker._base(item.id), worker.elementwise
+            result = labeled(base, answer, dists, key, truncated, methods, elementwise=kind)
             store.put_result(worker._done(result, Spend()))
             continue
         if request is not None:
@@ -165,6 +164,15 @@ def _error_of(line: dict[str, Any]) -> str:
     return f"batch request failed{f' ({status})' if status else ''}: {' '.join(str(message).split())[:200]}"
 
 
+def _texts(worker: MemberWorker, store: RunStore, item_ids: tuple[str, ...]) -> list[str]:
+    """The texts a batch request asked (truncated as when it was planned): a task type scored element by element
+    parses its answers against them; a single label needs none."""
+    if not worker.elementwise:
+        return [""] * len(item_ids)
+    ep, by_id = worker.member.endpoint, store.item_texts(item_ids)
+    return [tokens.truncate(by_id.get(i, ""), worker.task.max_input_tokens, ep.model)[0] for i in item_ids]
+
+
 def _results(
     worker: MemberWorker, store: RunStore, files: list[Path], outcomes: list[tuple[str, str, str | None]]
 ) -> Iterator[ItemResult]:
@@ -201,13 +209,14 @@ def _results(
                 ) / 1e6  # fmt: skip
                 spend = Spend(completion.input_tokens, completion.output_tokens, cost, attempts=1, cached=False)
                 accepted: list[tuple[Answer | None, Spend]]
+                texts = _texts(worker, store, req.item_ids)
                 if worker.multi is None:
-                    one = worker.builder.parse(completion.choices[0])
+                    one = worker.builder.parse(completion.choices[0], texts[0])
                     if one.label is not None:
                         worker.cache.put(req.keys[0], completion)
                     accepted = [(one if one.label is not None else None, spend)]
                 else:
-                    accepted = worker.accept_group(req.keys, completion, spend)
+                    accepted = worker.accept_group(req.keys, completion, spend, texts)
                 outcomes.append((req.custom_id, "done", None))
                 for item_id, key, trunc, (got, share) in zip(
                     req.item_ids, req.keys, req.truncated, accepted, strict=True
@@ -217,7 +226,8 @@ def _results(
                         yield worker._done(replace(base, reason="not answered in the batch's answer"), share)
                         continue
                     dists = answer_dists(got, methods, worker.labels)
-                    yield worker._done(labeled(base, got, dists, key, trunc, methods), share)
+                    result = labeled(base, got, dists, key, trunc, methods, elementwise=worker.elementwise)
+                    yield worker._done(result, share)
 
 
 class BatchRun:

@@ -13,7 +13,7 @@ from pathlib import Path
 from labeler.config import TaskConfig
 from labeler.inputs import read_rows, warn_on_stderr
 from labeler.label import tokens
-from labeler.label.multi import MultiBuilder
+from labeler.label.multi_elements import multi_builder
 from labeler.label.prompts import RequestBuilder
 from labeler.types import Message
 
@@ -64,7 +64,7 @@ def estimate(task: TaskConfig, input_path: Path | None = None, *, max_rendered: 
 
         raise InputError("no input: set input.path in the config or pass --input FILE")
     builders = [RequestBuilder.for_member(task, m) for m in task.members]
-    multis = [MultiBuilder.for_member(task, b.member, b) for b in builders]
+    multis = [multi_builder(task, b.member, b) for b in builders]
     groups: list[list[str]] = [[] for _ in builders]  # texts waiting for a K-item prompt
     in_tok = [0] * len(builders)
     out_ceiling = [0] * len(builders)  # max_tokens of the K-item requests, summed

@@ -20,6 +20,9 @@ label), an item's word is mapped to its label and its logprob confidence sums ea
 ...}`, with the summed label distribution as its one token's alternatives — so `read_cached` needs no
 verbalizer. Few-shot examples are those of the one-item prompt's fixed choice; per-item strategies (knn,
 mmr) would need K example sets in one prompt, so the config refuses them with K > 1 (labeler.quality_config).
+
+This module is single-label's; multi_label and spans answer the task type's own object per id and are parsed
+against each item's text (labeler.label.multi_elements, whose `multi_builder` picks the builder for a task).
 """
 
 from __future__ import annotations
@@ -207,17 +210,27 @@ class MultiBuilder:
     template: Template
 
     @classmethod
-    def for_member(cls, task: TaskConfig, member: Member, single: RequestBuilder | None = None) -> MultiBuilder | None:
+    def for_member(
+        cls,
+        task: TaskConfig,
+        member: Member,
+        single: RequestBuilder | None = None,
+        *,
+        built_in: tuple[str, str, str] = (CHAT_TEMPLATE, COMPLETION_TEMPLATE, ""),
+    ) -> MultiBuilder | None:
+        """The member's builder, or None with one item a request. `built_in`: the (chat, completion) templates
+        used without `[task] multi_template`, and what their names add (labeler.label.multi_elements)."""
         k = member.endpoint.items_per_request
         if k <= 1:
             return None
         single = single or RequestBuilder.for_member(task, member)
+        chat, completion, what = built_in
         if task.multi_template is not None:
             template = load_template(task.multi_template)
         elif single.profile.prompt_style == "completion":
-            template = _compile(Path("<built-in multi-item completion template>"), COMPLETION_TEMPLATE)
+            template = _compile(Path(f"<built-in multi-item completion template{what}>"), completion)
         else:
-            template = _compile(Path("<built-in multi-item chat template>"), CHAT_TEMPLATE)
+            template = _compile(Path(f"<built-in multi-item chat template{what}>"), chat)
         return cls(single, k, template)
 
     @property
@@ -298,10 +311,11 @@ class MultiBuilder:
             seed=one.seed,
         )
 
-    def parse(self, choice: Choice, n: int) -> list[Found | None]:
+    def parse(self, choice: Choice, n: int, texts: Sequence[str] | None = None) -> list[Found | None]:
         """Per position 0..n-1: that item's answer, or None if the completion has none for its id. An answer
         with label None (given twice, differently, or outside the set) is re-asked alone, like a missing one.
-        With answer words, the word an item was answered with is mapped to its label."""
+        With answer words, the word an item was answered with is mapped to its label. `texts` (the items'
+        texts) are read only by the task types that parse against them (labeler.label.multi_elements)."""
         ids = ids_for(n, self.answer)
         where = {i: k for k, i in enumerate(ids)}
         seen: dict[int, list[tuple[str | None, float | None, str | None, int, int, str]]] = {}  # (word, ...)

@@ -20,10 +20,10 @@ from typing import Any
 from labeler import __version__
 from labeler.confidence.run import combine_run
 from labeler.config import LOCAL, Endpoint, TaskConfig
-from labeler.errors import ConfigError, RateLimitedTooLong, RunStoreError
+from labeler.errors import RateLimitedTooLong, RunStoreError
 from labeler.inputs import read_rows, warn_on_stderr
 from labeler.label.backends import Backend, OpenAIBackend
-from labeler.label.multi import MultiBuilder
+from labeler.label.multi_elements import multi_builder
 from labeler.label.profiles import profile_for
 from labeler.label.progress import Progress
 from labeler.label.prompts import RequestBuilder
@@ -32,20 +32,6 @@ from labeler.runlock import RunLock
 from labeler.store import Cache, RunStore
 from labeler.tasktypes.gold import canonical_rows
 from labeler.tasktypes.registry import for_task
-
-
-def check_runnable(task: TaskConfig) -> None:
-    """What `labeler run` cannot do yet for a task type scored element by element (multi_label, spans): several
-    items in one request and the Batch API; a one-line ConfigError naming the setting."""
-    if not task.kind.elementwise:
-        return
-    for m in task.members:
-        if m.endpoint.items_per_request > 1:
-            where = "model.items_per_request" if m.name == "default" else f"items_per_request of member {m.name!r}"
-            raise ConfigError(f"task.type = {task.kind.type!r} asks one item per request; set {where} = 1")
-    if task.batch.enabled:
-        raise ConfigError(f"task.type = {task.kind.type!r} is not sent through the Batch API yet; remove [batch] or "
-                          "set batch.enabled = false")
 
 
 def new_run_id(task: TaskConfig) -> str:
@@ -83,7 +69,7 @@ def build_manifest(task: TaskConfig, input_path: Path, run_id: str) -> dict[str,
             "template_hash": builder.template.hash,
             "params": params,
         }
-        multi = MultiBuilder.for_member(task, m, builder)
+        multi = multi_builder(task, m, builder)
         if multi is not None:  # K items a request: the template that renders them
             entry.update(multi_template=str(multi.template.path), multi_template_hash=multi.template.hash)
         members.append(entry)
@@ -251,7 +237,6 @@ async def start_run(
     show_progress: bool = True,
     strict: bool = True,
 ) -> tuple[Path, RunSummary]:
-    check_runnable(task)
     input_path = input_path or task.input_path
     if input_path is None:
         raise RunStoreError("no input: set input.path in the config or pass --input FILE")
@@ -332,7 +317,6 @@ async def resume_run(
         store = RunStore.open(run_dir)
         try:
             task = load_run_task(store)
-            check_runnable(task)
             if store.get_meta("ingested") != "1":  # killed while ingesting: the transaction rolled back
                 input_path = _unchanged_input(store)
                 store.ingest(

@@ -12,7 +12,9 @@ self-consistency samples that produced each label or span (labeler.confidence.el
 
 With `items_per_request = K` a worker takes K items at a time and asks them in one request
 (labeler.label.multi); each item is stored, costed (its share of the tokens) and cached on its own, and
-an item the answer misses or garbles is asked again alone, through the path above. Requests in flight
+an item the answer misses or garbles is asked again alone, through the path above. For multi_label and
+spans the K-item answer is the type's own object per id, parsed against each item's text
+(labeler.label.multi_elements). Requests in flight
 are bounded by the member's limiter (fixed, or adaptive: labeler.label.adaptive) or, for a member with
 several endpoints, by the pool that routes them (labeler.label.endpoints).
 """
@@ -34,6 +36,7 @@ from labeler.label import tokens
 from labeler.label.adaptive import AdaptiveLimiter, FixedLimiter, PassThrough, make_limiter
 from labeler.label.backends import Backend
 from labeler.label.multi import MultiBuilder, item_completion, read_cached, shares
+from labeler.label.multi_elements import multi_builder
 from labeler.label.outcome import RunSummary as RunSummary  # re-exported: pipeline and the CLI import it here
 from labeler.label.outcome import Spend, answer_dists, labeled, spend_shares
 from labeler.label.profiles import profile_for
@@ -69,7 +72,7 @@ class MemberWorker:
         self.builder = RequestBuilder.for_member(self.task, self.member)
         pool = getattr(self.backend, "limits_itself", False)  # an EndpointPool: each replica has its limits
         self.limiter = PassThrough(self.backend) if pool else make_limiter(ep)
-        self.multi = MultiBuilder.for_member(self.task, self.member, self.builder)
+        self.multi = multi_builder(self.task, self.member, self.builder)
         self.json_answer = answer_format(self.task, self.builder.profile) == "json"
         self.labels = self.task.label_names
         self.elementwise = self.builder.kind.elementwise  # multi_label, spans: confidence per element
@@ -223,7 +226,7 @@ class MemberWorker:
         hits, want = self.cache.get_many(keys), "logprob" in self.task.confidence.methods
         for n, (item, (text, truncated), key) in enumerate(zip(items, cut, keys, strict=True)):
             hit = hits.get(key)
-            answer = None if hit is None else read_cached(hit, self.labels, want_probs=want)
+            answer = None if hit is None else self._read_cached(hit, text, want)
             if answer is None or answer.label is None:
                 todo.append((n, item, text, truncated, key))
             else:
@@ -242,7 +245,7 @@ class MemberWorker:
             for (n, item, *_), share in zip(todo, spend_shares(spend, len(todo)), strict=True):
                 out[n] = self._done(self._failed(exc, self._base(item.id)), share)
             return [out[n] for n in range(len(items))]
-        accepted = self.accept_group([key for *_, key in todo], completion, spend)
+        accepted = self.accept_group([key for *_, key in todo], completion, spend, [t for _, _, t, _, _ in todo])
         for (n, item, text, truncated, key), (answer, share) in zip(todo, accepted, strict=True):
             if answer is None:
                 out[n] = await self.label(item, prior=share)
@@ -259,17 +262,24 @@ class MemberWorker:
         except (FatalError, RetryableError) as exc:
             return self._done(self._failed(exc, self._base(item.id)), spend)
         self.consecutive_fatal, self.last_fatal = 0, None
-        methods = self.task.confidence.methods
-        return self._done(labeled(self._base(item.id), answer, dists, key, truncated, methods), spend)
+        methods, kind = self.task.confidence.methods, self.elementwise
+        return self._done(labeled(self._base(item.id), answer, dists, key, truncated, methods, elementwise=kind), spend)
+
+    def _read_cached(self, hit: Completion, text: str, want_probs: bool) -> Answer:
+        """An item's answer from its multi-item cache entry; a task type's annotation is parsed against `text`."""
+        if self.elementwise:
+            return self.builder.parse(hit.choices[0], text)
+        return read_cached(hit, self.labels, want_probs=want_probs)
 
     def accept_group(
-        self, keys: Sequence[str], completion: Completion, spend: Spend
+        self, keys: Sequence[str], completion: Completion, spend: Spend, texts: Sequence[str]
     ) -> list[tuple[Answer | None, Spend]]:
-        """Per item of a multi-item completion (in request order, `keys` their cache keys): its answer, or None
-        when it must be asked again alone, and its share of `spend`. Answered items are cached."""
+        """Per item of a multi-item completion (in request order, `keys` their cache keys, `texts` the texts
+        asked): its answer, or None when it must be asked again alone, and its share of `spend`. Answered
+        items are cached."""
         assert self.multi is not None
         n = len(keys)
-        found = self.multi.parse(completion.choices[0], n)
+        found = self.multi.parse(completion.choices[0], n, texts)
         ins, outs = shares(completion.input_tokens, n), shares(completion.output_tokens, n)
         out: list[tuple[Answer | None, Spend]] = []
         for j, (key, share, f) in enumerate(zip(keys, spend_shares(spend, n), found, strict=True)):

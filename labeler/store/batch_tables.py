@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +142,12 @@ class BatchTables(Tables):
             (member, member),
             batch=batch,
         )
+
+    def item_texts(self, item_ids: Sequence[str]) -> dict[str, str]:
+        """The texts of the items `item_ids` (those of one batch request), by id."""
+        marks = ",".join("?" * len(item_ids))
+        rows = self.conn.execute(f"SELECT id, text FROM items WHERE id IN ({marks})", tuple(item_ids)).fetchall()
+        return {r["id"]: r["text"] for r in rows}
 
     def next_batch_part(self) -> int:
         return int(self.conn.execute("SELECT COALESCE(MAX(part), 0) + 1 FROM batch_parts").fetchone()[0])
