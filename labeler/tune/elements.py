@@ -21,7 +21,7 @@ import numpy as np
 
 from labeler.confidence.thresholds import element_class, threshold_value
 from labeler.tasktypes import TaskType
-from labeler.tune.protocol import bootstrap_indices, stratified_folds
+from labeler.tune.protocol import bootstrap_indices, one_se_choice, stratified_folds
 
 NONE, THRESHOLDS = "none", "thresholds"
 KINDS_ALL = (NONE, THRESHOLDS)
@@ -173,13 +173,7 @@ def score_candidate(
 def choose(scores: Sequence[ElementScore], *, one_se: bool = True) -> ElementScore:
     """The one-standard-error rule over the scores that were tried (earlier = simpler wins within one SE)."""
     tried = [s for s in scores if s.skipped is None]
-    best = tried[0]
-    for s in tried[1:]:
-        if s.score > best.score + 1e-9:
-            best = s
-    if not one_se:
-        return best
-    return next(s for s in tried if s.score >= best.score - best.se - 1e-9)
+    return one_se_choice(tried, lambda s: s.score, lambda s: s.se, one_se=one_se)
 
 
 def folds_for(truth: Sequence[object], *, n_splits: int, seed: int) -> np.ndarray:

@@ -13,13 +13,16 @@ random audit, or a held-out split), never from these.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from labeler.confidence.bias import apply_offsets, macro_f1
 from labeler.confidence.correct import fit_offsets_for
+
+T = TypeVar("T")
 
 
 def stratified_folds(y: np.ndarray, k: int, *, n_splits: int, seed: int) -> np.ndarray:
@@ -108,17 +111,23 @@ def score_candidate(
     return out
 
 
-def choose(scores: Sequence[Score], *, one_se: bool = True) -> Score:
+def one_se_choice(scores: Sequence[T], value: Callable[[T], float], se: Callable[[T], float], *,
+                  one_se: bool = True) -> T:
     """The one-standard-error rule: the earliest score (simpler candidates and corrections come first)
-    whose held-out macro-F1 is within one bootstrap SE of the highest; `one_se=False`: the highest (ties
-    within 1e-9 go to the earlier score)."""
+    whose held-out `value` is within one bootstrap `se` of the highest; `one_se=False`: the highest (ties
+    within 1e-9 go to the earlier score). Single labels score macro-F1, multi-label and spans micro-F1."""
     best = scores[0]
     for s in scores[1:]:
-        if s.macro_f1 > best.macro_f1 + 1e-9:
+        if value(s) > value(best) + 1e-9:
             best = s
     if not one_se:
         return best
-    return next(s for s in scores if s.macro_f1 >= best.macro_f1 - best.se - 1e-9)
+    return next(s for s in scores if value(s) >= value(best) - se(best) - 1e-9)
+
+
+def choose(scores: Sequence[Score], *, one_se: bool = True) -> Score:
+    """`one_se_choice` by held-out macro-F1."""
+    return one_se_choice(scores, lambda s: s.macro_f1, lambda s: s.se, one_se=one_se)
 
 
 def never_scored_on_fitted(score: Score) -> bool:
