@@ -219,3 +219,17 @@ def test_case_tolerant_quote_never_lands_inside_a_word() -> None:
     spans, dropped = align(text, [("eu", "ORG"), ("UN", "ORG")])
     assert [(s.start, s.end, s.text) for s in spans] == [(47, 49, "EU")]
     assert dropped == 1
+
+
+def test_a_span_answer_cut_off_keeps_its_complete_spans_and_counts_the_cut_one() -> None:
+    """Out of output tokens (a small model repeating itself): the complete spans are kept, a repeat with no
+    further occurrence is dropped, the cut-off span counts as dropped, so routing sends the item to humans."""
+    sp = task_type("spans", ("PER", "LOC"))
+    text = "Ada met Bob in Paris."
+    raw = ('{"spans": [{"text": "Ada", "type": "PER"}, {"text": "Paris", "type": "LOC"}, {"text": "Ada", "type": "PER"}'
+           ', {"text": "Ad')
+    got = sp.parse(raw, text)
+    assert got.error is None and got.value == (Span(0, 3, "PER", "Ada"), Span(15, 20, "LOC", "Paris"))
+    assert got.dropped == 2  # the second "Ada" (no second occurrence) and the cut-off one
+    for hopeless in ('{"spans": [{"text": "Ad', '{"labels": [', "Ada, Paris"):
+        assert sp.parse(hopeless, text).error == "answer is not a JSON object with a spans list"

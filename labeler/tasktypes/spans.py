@@ -4,7 +4,8 @@ The model answers JSON, `{"spans": [{"text": "Ada Lovelace", "type": "PER"}, ...
 `{"start", "end", "type"}` answer is read too). A quoted span is aligned to character offsets in the item
 text: first an exact match, then one tolerant of whitespace and case; repeated quotes of one string take its
 successive occurrences. A quote that cannot be found is dropped and counted (`Parsed.dropped`), never
-invented; so is, where the task forbids overlap, a quote found only inside another span of the answer ("York"
+invented; so is the span an answer was cut off in (out of output tokens: its complete spans are kept, by
+`salvage`); so is, where the task forbids overlap, a quote found only inside another span of the answer ("York"
 LOC beside "New York" LOC in "New York"), while spans the answer states by offsets are kept as stated and an
 overlap among them is an error. `Spans.check` words every rule an annotation must meet (the review import
 uses it too). Offsets are Python string indices into the original text — code points, `text[start:end]` is the
@@ -29,6 +30,26 @@ from typing import Any
 from labeler.tasktypes import Parsed, one_of
 
 _OBJ = re.compile(r"\{.*\}", re.DOTALL)
+_LIST = re.compile(r'\{\s*"spans"\s*:\s*\[')
+
+
+def salvage(raw: str) -> list[Any] | None:
+    """The complete elements of an answer cut off inside its spans list (a model that ran out of output tokens,
+    typically repeating itself), the cut-off one left out; None when the answer has no spans list, or when
+    nothing of it is complete."""
+    m = _LIST.search(raw)
+    if m is None:
+        return None
+    decoder, at, out = json.JSONDecoder(), m.end(), []
+    while True:
+        while at < len(raw) and raw[at] in " \t\r\n,":
+            at += 1
+        try:
+            obj, at = decoder.raw_decode(raw, at)
+        except json.JSONDecodeError:
+            break
+        out.append(obj)
+    return out or None
 
 
 @dataclass(frozen=True, order=True)
@@ -181,6 +202,9 @@ class Spans:
         except json.JSONDecodeError:
             obj = None
         items = obj.get("spans") if isinstance(obj, dict) else None
+        cut = 0
+        if obj is None and (items := salvage(raw)) is not None:
+            cut = 1  # the span the answer was cut off in counts as dropped: the item goes to humans (dropped_spans)
         if not isinstance(items, list) or not all(isinstance(s, dict) for s in items):
             return Parsed(None, "answer is not a JSON object with a spans list")
         quoted: list[tuple[str, str]] = []
@@ -204,7 +228,7 @@ class Spans:
                                  drop_inside=not self.allow_overlap)
         spans = tuple(sorted({*stated, *aligned}))
         error = self.check(spans, text)
-        return Parsed(None, error, dropped) if error else Parsed(spans, None, dropped)
+        return Parsed(None, error, dropped + cut) if error else Parsed(spans, None, dropped + cut)
 
     def calibration_group(self, element: str) -> str:
         """'span 4-12 PER 'Lovelace'' -> 'type PER' (the longest type the element names, as types may hold spaces)."""
