@@ -26,11 +26,14 @@ known types, overlaps only where the task allows them) and stored as its JSON li
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from labeler.errors import ReviewError
 from labeler.review.answers import check_answers
@@ -83,6 +86,21 @@ def check_nonce(nonce: str) -> str:
     return nonce
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    """One store call at a time: the desk's connection is one sqlite connection, and a server may call it
+    from more than one thread (two test clients, a threaded worker); a method holds the desk's lock."""
+
+    @functools.wraps(method)
+    def run(self: Desk, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 class Desk:
     """One run opened for review. Every method reads or writes a few rows; none loads the queue."""
 
@@ -91,6 +109,7 @@ class Desk:
             raise ReviewError(f"--overlap is the number of reviewers per item: at least 1, got {settings.overlap}")
         self.run_dir = run_dir
         self.settings = settings
+        self._lock = threading.RLock()
         self.store = RunStore.open(run_dir)
         try:
             self.task = self.store.task()
@@ -115,6 +134,7 @@ class Desk:
         hide = settings.no_suggestion
         self.hide_suggestion = (not self.task.review.show_suggestion) if hide is None else hide
 
+    @_locked
     def close(self) -> None:
         self.store.close()
 
@@ -157,10 +177,12 @@ class Desk:
                     shown = f"{len(value)} spans (marked)"
         return ItemView(item.item_id, item.text, shown, item.confidence if suggest else None, reasons, ticked, spans)
 
+    @_locked
     def next_view(self, reviewer: str) -> ItemView | None:
         item = self.tables.next_served(reviewer, overlap=self.settings.overlap)
         return None if item is None else self.view(item)
 
+    @_locked
     def progress(self, reviewer: str) -> Progress:
         return self.tables.serve_progress(
             reviewer,
@@ -170,6 +192,7 @@ class Desk:
         )
 
     # --- writing -----------------------------------------------------------------------------------
+    @_locked
     def answer(
         self,
         reviewer: str,
@@ -226,16 +249,19 @@ class Desk:
         review = Review(item_id, reviewer, str(self.kind.encode(parsed.value)), None, note, SOURCE)
         return self.tables.serve_answer(nonce, review, gold=item.gold is not None)
 
+    @_locked
     def skip(self, reviewer: str, item_id: str, *, nonce: str) -> Applied:
         check_nonce(nonce)
         if self.tables.serve_item(item_id) is None:
             raise ReviewError(f"unknown item id {item_id!r}; reload the page")
         return self.tables.serve_skip(nonce, reviewer, item_id)
 
+    @_locked
     def undo(self, reviewer: str, *, nonce: str) -> Applied:
         return self.tables.serve_undo(check_nonce(nonce), reviewer)
 
     # --- the status page -----------------------------------------------------------------------------
+    @_locked
     def status(self, reviewers: Sequence[str], *, min_accuracy: float = 0.8) -> list[ReviewerStatus]:
         """Per reviewer: answers, skips and undos on the page, accuracy on gold items and agreement on
         overlapping items (labeler.review.live_common.reviewer_quality, as the live pull measures them)."""
