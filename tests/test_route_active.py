@@ -80,7 +80,7 @@ def picks_of(queue: list[QueueEntry]) -> list[QueueEntry]:
 
 # --- the pure parts --------------------------------------------------------------------------------------
 def test_the_reason_sits_between_disagreement_and_audit() -> None:
-    assert REASONS == ("failed", "low_confidence", "disagreement", "active_learning", "audit")
+    assert REASONS == ("failed", "low_confidence", "disagreement", "dropped_spans", "active_learning", "audit")
 
 
 def test_reserve_takes_room_from_the_flagged_items_never_from_the_audit() -> None:
