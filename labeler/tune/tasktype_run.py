@@ -299,7 +299,8 @@ def format_elements_report(report: Mapping[str, Any]) -> str:
                  f"{cost['minutes']:.1f} min")
     lines.append(f"tuned task: {shown(report['tuned_toml'])}")
     if report["applied_in_place"]:
-        lines.append("the run already holds these prompts' answers: the thresholds are applied to it in place")
+        lines.append("the run already holds these prompts' answers: " + (
+            "the thresholds are applied to it in place" if ch["thresholds"] else "it stays as it is (no thresholds)"))
     if report.get("calibration"):
         lines.append(report["calibration"])
     return "\n".join(lines)
