@@ -34,6 +34,7 @@ from labeler.humans import read_humans
 from labeler.store import RunStore
 from labeler.store.rows import CombinedRow, StoredCalibrator
 from labeler.tasktypes import TaskType
+from labeler.tasktypes.gold import read_annotation
 from labeler.tasktypes.registry import for_task
 
 if TYPE_CHECKING:  # numpy, scipy and scikit-learn load only when a calibrator is fitted or applied
@@ -285,7 +286,8 @@ def _calibrate_elements(
     from labeler.confidence.calibrators import CalData, correctness_log_loss, ece
 
     kind = for_task(task)
-    human = {i: kind.decode(v) for i, v in human_labels(store, task.label_names).items()}
+    read = {i: read_annotation(kind, v) for i, v in human_labels(store, task.label_names).items()}
+    human = {i: v for i, v in read.items() if v is not None}
     raw = ((c.item_id, c.distribution) for c in _element_rows(store, task) if c.label is not None and c.distribution)
     llm = dict(sorted(raw, key=lambda kv: kv[0]))  # item-id order: the folds do not depend on the input order
     data = element_data(llm, human, kind)

@@ -27,14 +27,14 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from labeler.errors import ReviewError
+from labeler.review.candidates import REASONS
 from labeler.review.common import LABEL, NOTE, REASON, Answer, Parsed, note_or_none, score, text_or_none
 from labeler.review.tasktype_formats import ag_question, ag_suggestion, ag_value
 from labeler.store.rows import QueueEntry
 from labeler.tasktypes import TaskType
 
 AGENT_PATTERN = r"^[a-zA-Z0-9-_:\.\/\s]*[a-zA-Z0-9][a-zA-Z0-9-_:\.\/\s]*$"  # argilla-server 2.8 AGENT_REGEX
-ROUTING_REASONS = (  # router.REASONS
-    "failed", "low_confidence", "disagreement", "dropped_spans", "active_learning", "audit")
+ROUTING_REASONS = REASONS  # the metadata's terms: every reason a queue entry can carry
 
 
 def suggestion_agent(run_id: str, model: str) -> str:

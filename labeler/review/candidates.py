@@ -27,6 +27,8 @@ from labeler.config import RoutingConfig
 from labeler.record import ItemRecord
 from labeler.tasktypes import TaskType, doubtful
 
+# canonical order in an item (the router's queue, the review tools' reason terms)
+REASONS = ("failed", "low_confidence", "disagreement", "dropped_spans", "active_learning", "audit")
 
 @dataclass(frozen=True)
 class Candidate:

@@ -52,13 +52,19 @@ import numpy as np
 from labeler.config import ReviewConfig
 from labeler.errors import RoutingError
 from labeler.record import records
-from labeler.review.candidates import Candidate, Rules, candidate_from_record, priority, reason_code, reasons_for
+from labeler.review.candidates import (
+    REASONS,
+    Candidate,
+    Rules,
+    candidate_from_record,
+    priority,
+    reason_code,
+    reasons_for,
+)
 from labeler.store import RunStore
 from labeler.store.rows import QueueEntry, Stratum
 from labeler.tasktypes.registry import for_task
 
-# canonical order in an item
-REASONS = ("failed", "low_confidence", "disagreement", "dropped_spans", "active_learning", "audit")
 ACTIVE = "active_learning"
 
 

@@ -106,6 +106,15 @@ def read_gold(kind: TaskType, cell: str, *, text: str | None = None) -> Any:
     return reader(kind, str(cell), text)
 
 
+def read_annotation(kind: TaskType, stored: str, *, text: str | None = None) -> Any | None:
+    """A human annotation as the run store holds it (`kind.encode`, or the raw gold cell of a run ingested
+    before cells were made canonical), read by `read_gold`; None when it cannot be read."""
+    try:
+        return read_gold(kind, stored, text=text)
+    except ValueError:
+        return None
+
+
 def canonical_rows(kind: TaskType, rows: Iterable[Row]) -> Iterator[Row]:
     """The input's rows with each gold cell of a multi-label or span task as `kind.encode` writes it, so the
     run store holds one spelling of an annotation whoever gave it (a review import, a live pull, the gold

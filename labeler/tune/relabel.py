@@ -34,11 +34,12 @@ from labeler.label import pipeline
 from labeler.record import records
 from labeler.store import RunStore
 from labeler.store.tune_tables import StoredCorrection, TunedThreshold
+from labeler.tasktypes.gold import read_annotation
 from labeler.tasktypes.registry import for_task
 from labeler.tune.calibration import stored as stored_calibrator
 from labeler.tune.routing import audit_accuracy_above, budget_table
 from labeler.tune.run import shown
-from labeler.tune.tasktype_run import decode_human, recalibrate
+from labeler.tune.tasktype_run import recalibrate
 
 TARGETS = (0.85, 0.9, 0.95, 0.98)
 
@@ -166,7 +167,7 @@ def routing_report(store: RunStore, tuning_ids: set[str], targets: Sequence[floa
         raw = humans.label(item_id)
         if raw is None or not task.kind.elementwise:
             return raw
-        value = decode_human(kind, raw, texts.get(item_id, ""))
+        value = read_annotation(kind, raw, text=texts.get(item_id))
         return None if value is None else kind.encode(value)
 
     conf, a_conf, a_ok, a_w = [], [], [], []

@@ -41,7 +41,7 @@ from labeler.safe_text import visible_line
 from labeler.store import Cache, RunStore
 from labeler.store.tune_tables import StoredCorrection
 from labeler.tasktypes import TaskType
-from labeler.tasktypes.gold import read_gold
+from labeler.tasktypes.gold import read_annotation
 from labeler.tasktypes.registry import for_task
 from labeler.tune import elements as el
 from labeler.tune.candidates import Candidate, candidate_task, dumps_toml, tuned_config
@@ -62,18 +62,6 @@ class ElementTuningSet:
     audit_left_out: int
 
 
-def decode_human(kind: TaskType, stored: str, text: str) -> object | None:
-    """A human annotation as the store or the gold column holds it (encoded, or `a; b`), decoded; None when
-    it cannot be read."""
-    try:
-        return kind.decode(stored)
-    except ValueError:
-        try:
-            return read_gold(kind, stored, text=text)
-        except ValueError:
-            return None
-
-
 def tuning_set(
     store: RunStore, task: TaskConfig, kind: TaskType, *, dev: Sequence[tuple[str, str]] | None, max_labels: int,
     seed: int,
@@ -87,7 +75,7 @@ def tuning_set(
         verdicts = read_humans(store, task.label_names).verdicts
         raw = {i: v.label for i, v in verdicts.items() if v.label is not None}
         source = "the run's reviews and gold column"
-    human = {i: decode_human(kind, lab, all_texts[i]) for i, lab in raw.items() if i in all_texts}
+    human = {i: read_annotation(kind, lab, text=all_texts[i]) for i, lab in raw.items() if i in all_texts}
     ids = [i for i, v in human.items() if v is not None and i not in audit]
     if len(ids) > max_labels:
         ids = sorted(random.Random(seed).sample(sorted(ids), max_labels))
@@ -242,7 +230,7 @@ def recalibrate(store: RunStore, task: TaskConfig) -> str | None:
         if needs_combine(store):
             combine_run(store, task)
         reports = calibrate_run(store, task)
-    except (CalibrationError, ValueError) as exc:  # ValueError: a human annotation calibrate cannot read
+    except CalibrationError as exc:
         return f"per-label calibration skipped: {exc}; run `labeler calibrate` when it can"
     fitted = [r.method for r in reports if r.skipped is None]
     return f"per-label calibration refitted after the thresholds: {len(fitted)} of {len(reports)} elements"
